@@ -1,0 +1,52 @@
+"""Page size and human sizes ("4096", "512M", "8G", "8GiB", "1T").
+
+x86-64 uses 4 KiB target pages (QEMU's ``TARGET_PAGE_BITS`` = 12) and at most
+52 physical address bits, so a guest can have at most 2**52 bytes of RAM.
+"""
+import re
+
+from .errors import SizeError
+
+TARGET_PAGE_BITS = 12
+TARGET_PAGE_SIZE = 1 << TARGET_PAGE_BITS
+KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
+PHYS_ADDR_BITS = 52
+MAX_PHYS_BYTES = 1 << PHYS_ADDR_BITS
+
+_SUFFIX = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": TiB, "P": 1 << 50}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text, *, what="size", page_aligned=True, limit=MAX_PHYS_BYTES):
+    """Return a size in bytes from ``text`` (an int or a string like "8G" or "512MiB").
+
+    Suffixes are binary, as in QEMU's ``-m``: K, M, G, T, P, optionally followed
+    by "B" or "iB".  Raises :class:`SizeError` saying what to fix.
+    """
+    if isinstance(text, bool):
+        raise SizeError(f"{what}: expected a size such as 4096, 512M or 8G, got {text!r}")
+    if isinstance(text, int):
+        value = text
+    else:
+        m = _SIZE_RE.match(str(text))
+        if not m:
+            raise SizeError(f"{what}: cannot read {text!r}; write a whole number with an "
+                            f"optional K/M/G/T suffix, e.g. 4096, 512M, 8G or 8GiB")
+        value = int(m.group(1)) * _SUFFIX[m.group(2).upper()]
+    if value <= 0:
+        raise SizeError(f"{what}: must be positive, got {text!r}")
+    if page_aligned and value % TARGET_PAGE_SIZE:
+        raise SizeError(f"{what}: {text!r} is not a whole number of 4 KiB pages; "
+                        f"round it to a multiple of 4096 bytes")
+    if limit is not None and value > limit:
+        raise SizeError(f"{what}: {text!r} is beyond what x86-64 can address "
+                        f"(52 physical address bits, at most 4 PiB)")
+    return value
+
+
+def format_size(nbytes):
+    """Return ``nbytes`` as the shortest exact binary size, e.g. 3221225472 -> '3G'."""
+    for suffix, unit in (("T", TiB), ("G", GiB), ("M", MiB), ("K", KiB)):
+        if nbytes and nbytes % unit == 0:
+            return f"{nbytes // unit}{suffix}"
+    return str(nbytes)

@@ -1,0 +1,127 @@
+"""The guest: RAM pages, the buddy allocator, workloads and the guest half of the balloon."""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from ..memmap import PCMemoryMap, shift_pfn_bitmap
+from .buddy import ZONE_NAMES, BuddyAllocator, OutOfMemory
+from .memory import MAX_ORDER, DirtyLog, GuestMemory
+from .workloads import WORKLOADS, Workload, get_workload, register_workload
+
+__all__ = ["Guest", "GuestMemory", "DirtyLog", "BuddyAllocator", "OutOfMemory", "Workload",
+           "WORKLOADS", "get_workload", "register_workload", "ZONE_NAMES", "MAX_ORDER"]
+
+_FIRMWARE_FRAMES = 256      # the first MiB: real-mode area, BIOS data, EBDA; never given to the buddy allocator
+
+
+class Guest:
+    """A guest of ``mm.ram_size`` bytes that has booted and run ``workload``.
+
+    ``advance(t)`` lets it run (write and allocate) up to simulated time ``t``
+    seconds; ``build_free_page_bitmap(low_mem)`` is the guest half of the RFC's
+    balloon request.  Everything is seeded, so a scenario repeats exactly.
+    """
+
+    def __init__(self, mm: PCMemoryMap, workload="idle", seed: int = 0):
+        self.mm = mm
+        self.workload = get_workload(workload)
+        self.rng = np.random.default_rng(seed)
+        self.memory = GuestMemory(mm)
+        self.buddy = BuddyAllocator(self.memory)
+        self.time = 0.0
+        self.lie_frames = None          # frames a lying guest reports free although it uses them
+        self._carry_dirty = 0.0
+        self._carry_churn = 0.0
+        self._churned = deque()
+        self.working_set = np.zeros(0, dtype=np.int64)
+        self._boot()
+        self._prepare()
+
+    # -- before migration ----------------------------------------------------------
+    def _boot(self):
+        w, mem, buddy = self.workload, self.memory, self.buddy
+        buddy.reserve_all_ram()
+        low = min(_FIRMWARE_FRAMES, self.mm.below_4g_pages)
+        buddy.free[:low] = False
+        mem.write(slice(0, low))
+        ram_pages = self.mm.ram_pages
+        # A guest too small for the usual footprint boots in at most a quarter of its RAM.
+        budget = ram_pages // 4
+        memmap = min(ram_pages * w.memmap_bytes_per_page // 4096, budget)
+        footprint = min(w.boot_footprint // 4096, budget)
+        stale = min(w.boot_stale_free // 4096, budget)
+        for npages in (memmap, footprint):
+            mem.write(buddy.alloc_pages_bulk(npages))
+        boot_only = buddy.alloc_pages_bulk(stale)
+        mem.write(boot_only)
+        buddy.free_frames(boot_only)
+
+    def _prepare(self):
+        w, mem, buddy = self.workload, self.memory, self.buddy
+        if w.hog_fraction:
+            hog = buddy.alloc_pages_bulk(int(buddy.nr_free_pages * w.hog_fraction))
+            mem.write(hog)
+            buddy.free_frames(hog)          # the process exits: its pages go back, content stays
+        if w.working_set:
+            npages = min(w.working_set // 4096, buddy.nr_free_pages // 2)
+            ws = buddy.alloc_pages_bulk(npages)
+            mem.write(ws)
+            self.working_set = np.flatnonzero(ws)
+
+    # -- during migration ----------------------------------------------------------
+    def advance(self, t: float) -> int:
+        """Run the workload from ``self.time`` to ``t``; returns the number of pages written."""
+        dt = t - self.time
+        if dt <= 0:
+            return 0
+        self.time = t
+        w = self.workload
+        written = 0
+        if w.dirty_rate and len(self.working_set):
+            self._carry_dirty += w.dirty_rate * dt
+            n = int(self._carry_dirty)
+            self._carry_dirty -= n
+            if n:
+                pick = self.rng.integers(0, len(self.working_set), size=n)
+                written += self.memory.write(self.working_set[pick])
+        if w.churn_rate:
+            self._carry_churn += w.churn_rate * dt
+            n = int(self._carry_churn)
+            self._carry_churn -= n
+            if n:
+                n = min(n, self.buddy.nr_free_pages)
+                frames = self.buddy.alloc_runtime(n)
+                written += self.memory.write(frames)
+                self._churned.append((t, frames))
+                while self._churned and self._churned[0][0] < t - w.churn_pool_seconds:
+                    self.buddy.free_frames(self._churned.popleft()[1])
+        return written
+
+    def allocate_and_write(self, npages: int) -> np.ndarray:
+        """Allocate ``npages`` right now and write them (used by notebooks and tests)."""
+        frames = self.buddy.alloc_runtime(npages)
+        self.memory.write(frames)
+        return frames
+
+    # -- the guest half of the balloon request (kernel RFC 1/2 and 2/2) -------------
+    def build_free_page_bitmap(self, low_mem: int):
+        """Walk the free lists of every zone and mark each free page in a bitmap.
+
+        Returns ``(bits, free_count, nr_blocks)``: ``bits`` is indexed by ram
+        page, because the RFC's guest shifts frames above 4 GiB down by the hole
+        using the ``low_mem`` QEMU sent; ``free_count`` is NR_FREE_PAGES;
+        ``nr_blocks`` is how many free-list entries the walk visited (its time
+        cost is the cost model's business).  The walk holds ``zone->lock``, so
+        the snapshot is consistent.
+        """
+        free = self.buddy.free
+        if self.lie_frames is not None:
+            free = free | self.lie_frames
+        bits = shift_pfn_bitmap(self.mm, free[: self.mm.max_pfn], low_mem=low_mem)
+        return bits, self.buddy.nr_free_pages, self.buddy.block_count()
+
+    def used_ram_pages(self) -> np.ndarray:
+        """Pages in use (present and not free), in ram_addr order: what must arrive intact."""
+        return ~self.memory.to_ram_order(self.buddy.free)

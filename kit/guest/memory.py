@@ -1,0 +1,164 @@
+"""The guest's RAM at page granularity, and KVM's dirty log over it.
+
+Arrays are indexed by guest frame number (PFN), padded to a whole number of
+MAX_ORDER blocks, so the buddy allocator can look at aligned blocks with a
+reshape.  Frames in the PCI hole exist in the arrays but are not RAM
+(:meth:`GuestMemory.is_ram` is False there).  QEMU's own view, indexed by ``ram_addr``, is two
+slices of these arrays (the "ram-below-4g" and "ram-above-4g" aliases of
+pc.ram); :meth:`GuestMemory.ram_segments` gives them.
+
+Each page carries:
+
+* ``zero``    - whether its content is all zero bytes (what ``is_zero_range``
+  would find); it decides 9 bytes versus 4104 bytes on the wire;
+* ``version`` - a counter bumped on every write, so a destination copy can be
+  checked page by page.  It is 16 bits wide to keep a 1 TiB guest within
+  memory; two versions that differ by exactly a multiple of 65536 writes would
+  look equal (the model never comes near that).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import KitError
+from ..memmap import PCMemoryMap
+
+MAX_ORDER = 11                      # Linux 4.5: orders 0..10, 4 MiB blocks on x86-64
+MAX_ORDER_NR_PAGES = 1 << (MAX_ORDER - 1)
+VERSION_DTYPE = np.uint16
+
+
+class DirtyLog:
+    """KVM's dirty log: which guest frames were written since QEMU last fetched it.
+
+    KVM keeps one bitmap per memory slot (here: RAM below 4G and RAM above 4G),
+    indexed by frame within the slot.  Model simplification: we keep the list
+    of written frames since the last fetch instead, which is the same
+    information and costs memory only for pages actually written (a 1 TiB guest
+    would otherwise need another 256 MiB).  ``memory_global_dirty_log_start``
+    turns it on; ``migration_bitmap_sync`` fetches and clears it.
+    """
+
+    def __init__(self, nframes: int):
+        self.nframes = nframes
+        self.enabled = False
+        self._written = []
+
+    def start(self):
+        self.enabled = True
+        self._written = []
+
+    def stop(self):
+        self.enabled = False
+        self._written = []
+
+    def mark(self, frames):
+        if isinstance(frames, slice):
+            a, b, _ = frames.indices(self.nframes)
+            self._written.append(np.arange(a, b, dtype=np.int64))
+        else:
+            frames = np.asarray(frames)
+            self._written.append(np.flatnonzero(frames) if frames.dtype == bool
+                                 else frames.astype(np.int64, copy=False))
+
+    @property
+    def pending(self) -> int:
+        """Frames logged since the last fetch (counting repeats)."""
+        return sum(len(w) for w in self._written)
+
+    def fetch_and_clear(self) -> np.ndarray:
+        """Return the written frames (sorted, unique) and clear the log, like KVM_GET_DIRTY_LOG."""
+        out = np.unique(np.concatenate(self._written)) if self._written else np.zeros(0, np.int64)
+        self._written = []
+        return out
+
+
+class GuestMemory:
+    """Guest RAM: zero flag and write version per frame, writes logged in a :class:`DirtyLog`."""
+
+    def __init__(self, mm: PCMemoryMap):
+        self.mm = mm
+        nframes = -(-mm.max_pfn // MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES
+        self.nframes = nframes
+        self.zero = np.ones(nframes, dtype=bool)
+        self.version = np.zeros(nframes, dtype=VERSION_DTYPE)
+        self.dirty_log = DirtyLog(nframes)
+        self.writes = 0                  # pages written, for statistics
+
+    # -- layout ---------------------------------------------------------------
+    def pfn_ranges(self):
+        """The RAM frame ranges [start, stop) in PFN space: below 4G, then above 4G."""
+        mm = self.mm
+        out = [(0, mm.below_4g_pages)]
+        if mm.above_4g_pages:
+            out.append((mm.pfn_4g, mm.pfn_4g + mm.above_4g_pages))
+        return out
+
+    def ram_segments(self):
+        """(ram_page_start, ram_page_stop, pfn_start) for each alias of pc.ram."""
+        out, ram = [], 0
+        for start, stop in self.pfn_ranges():
+            out.append((ram, ram + stop - start, start))
+            ram += stop - start
+        return out
+
+    def to_ram_order(self, frame_array: np.ndarray) -> np.ndarray:
+        """Copy a PFN-indexed array into ram_addr order (length ram_pages)."""
+        return np.concatenate([frame_array[a:b] for a, b in self.pfn_ranges()])
+
+    def ram_slice_to_frames(self, start: int, stop: int):
+        """Split the ram page range [start, stop) into PFN slices: [(ram_a, ram_b, pfn_a)]."""
+        out = []
+        for ra, rb, pa in self.ram_segments():
+            a, b = max(start, ra), min(stop, rb)
+            if a < b:
+                out.append((a, b, pa + a - ra))
+        return out
+
+    # -- writes -----------------------------------------------------------------
+    def is_ram(self, frames: np.ndarray) -> np.ndarray:
+        """For each frame number, whether it is RAM (not in the PCI hole, not beyond the end)."""
+        mm = self.mm
+        return (frames >= 0) & ((frames < mm.below_4g_pages) |
+                                ((frames >= mm.pfn_4g) & (frames < mm.pfn_4g + mm.above_4g_pages)))
+
+    def present_mask(self) -> np.ndarray:
+        """A bool frame mask of the RAM frames (computed on demand, not stored)."""
+        mask = np.zeros(self.nframes, dtype=bool)
+        for a, b in self.pfn_ranges():
+            mask[a:b] = True
+        return mask
+
+    def _check_ram(self, frames):
+        if isinstance(frames, slice):
+            a, b, step = frames.indices(self.nframes)
+            inside = a >= b or any(lo <= a and b <= hi for lo, hi in self.pfn_ranges())
+            return step == 1 and inside, max(0, b - a)
+        frames = np.asarray(frames)
+        if frames.dtype == bool:
+            if frames.shape != (self.nframes,):
+                raise KitError("a frame mask must cover every frame of the guest")
+            bad = any(frames[a:b].any() for a, b in self._holes())
+            return not bad, int(np.count_nonzero(frames))
+        return bool(self.is_ram(frames).all()), int(frames.size)
+
+    def _holes(self):
+        edges = [0] + [x for r in self.pfn_ranges() for x in r] + [self.nframes]
+        return [(edges[i], edges[i + 1]) for i in range(0, len(edges), 2) if edges[i] < edges[i + 1]]
+
+    def write(self, frames, zero: bool = False):
+        """The guest writes the given frames (slice, index array or bool mask).
+
+        ``zero=True`` writes zeros (e.g. clearing a page); otherwise the page
+        gets non-zero data.  A write to a frame that is not RAM is a bug in the
+        caller and raises.  While dirty logging is on, KVM logs the frames.
+        """
+        ok, n = self._check_ram(frames)
+        if not ok:
+            raise KitError("guest wrote a frame that is not RAM (in the PCI hole or beyond)")
+        self.version[frames] += VERSION_DTYPE(1)
+        self.zero[frames] = zero
+        if self.dirty_log.enabled:
+            self.dirty_log.mark(frames)
+        self.writes += n
+        return n

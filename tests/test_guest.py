@@ -1,0 +1,117 @@
+"""The guest: memory, buddy allocator, workloads, free-page bitmap."""
+import numpy as np
+import pytest
+
+from kit.errors import KitError, UnknownNameError
+from kit.guest import MAX_ORDER, Guest, Workload, get_workload
+from kit.guest.buddy import OutOfMemory
+from kit.memmap import pc_memory_map, ram_page_to_pfn
+
+
+def small(ram="256M", machine="pc", workload="idle", **kw):
+    return Guest(pc_memory_map(ram, machine), workload, **kw)
+
+
+def naive_free_lists(free, start, end):
+    """Per-block reference: maximal aligned free blocks, top order first."""
+    out = {k: [] for k in range(MAX_ORDER)}
+    covered = np.zeros_like(free)
+    for k in reversed(range(MAX_ORDER)):
+        size = 1 << k
+        for b in range(start, end, size):
+            if free[b:b + size].all() and not covered[b:b + size].any():
+                out[k].append(b)
+                covered[b:b + size] = True
+    return out
+
+
+def test_free_lists_match_a_per_block_reference():
+    g = small("64M")
+    rng = np.random.default_rng(1)
+    frames = rng.choice(np.flatnonzero(g.buddy.free), 3000, replace=False)
+    g.buddy.free[frames] = False            # punch holes at random
+    for area in g.buddy.free_area():
+        ref = naive_free_lists(g.buddy.free, area.zone.start_pfn, area.zone.end_pfn)
+        for k in range(MAX_ORDER):
+            assert sorted(area.blocks[k].tolist()) == ref[k]
+    assert sum(a.free_pages for a in g.buddy.free_area()) == g.buddy.nr_free_pages
+    assert g.buddy.block_count() == sum(sum(a.nr_free) for a in g.buddy.free_area())
+
+
+def test_zones_follow_x86_64_boundaries():
+    g = small("8G")
+    names = {z.name: (z.start_pfn, z.end_pfn) for z in g.buddy.zones}
+    assert names["DMA"] == (0, 4096)                 # first 16 MiB
+    assert names["DMA32"] == (4096, 1 << 20)         # up to 4 GiB
+    assert names["Normal"][0] == 1 << 20
+
+
+def test_bulk_allocation_takes_smallest_blocks_first_and_low_half():
+    g = small("64M")
+    b = g.buddy
+    b.free[:] = False
+    b.free[4096 + 1024:4096 + 2048] = True           # one order-10 block in DMA32
+    b.free[4096 + 5] = True                           # one lonely order-0 page
+    taken = b.alloc_pages_bulk(3, zonelist=("DMA32",))
+    got = np.flatnonzero(taken).tolist()
+    assert got == [4096 + 5, 4096 + 1024, 4096 + 1025]
+
+
+def test_out_of_memory_is_a_clear_error():
+    g = small("64M")
+    with pytest.raises(OutOfMemory, match="only"):
+        g.buddy.alloc_pages_bulk(g.buddy.nr_free_pages + 1)
+
+
+def test_hole_frames_are_never_free_or_written():
+    g = small("8G")
+    mm = g.mm
+    assert not g.buddy.free[mm.below_4g_pages:mm.pfn_4g].any()
+    with pytest.raises(KitError, match="not RAM"):
+        g.memory.write(np.array([mm.below_4g_pages]))
+
+
+def test_idle_hog_dirtying_differ_as_described():
+    idle, hog = small("1G", workload="idle"), small("1G", workload="hog")
+    assert idle.buddy.nr_free_pages == hog.buddy.nr_free_pages          # the hog has exited
+    stale = lambda g: int(np.count_nonzero(g.buddy.free & ~g.memory.zero))
+    assert stale(hog) > 10 * stale(idle)                                # its pages stayed non-zero
+    d = small("1G", workload="dirtying")
+    assert len(d.working_set) > 0
+    before = d.memory.version[d.working_set].astype(int).sum()
+    d.advance(0.1)
+    assert d.memory.version[d.working_set].astype(int).sum() > before
+
+
+def test_free_page_bitmap_is_ram_indexed_and_counts_free_pages():
+    g = small("8G")
+    bits, count, blocks = g.build_free_page_bitmap(g.mm.lowmem)
+    assert len(bits) == g.mm.ram_pages
+    assert int(bits.sum()) == count == g.buddy.nr_free_pages
+    pfns = ram_page_to_pfn(g.mm, np.flatnonzero(bits))
+    assert g.buddy.free[pfns].all()
+    assert blocks == g.buddy.block_count()
+
+
+def test_dirty_log_records_writes_only_while_on():
+    g = small("64M")
+    frames = g.allocate_and_write(10)
+    assert g.memory.dirty_log.fetch_and_clear().size == 0
+    g.memory.dirty_log.start()
+    frames = g.allocate_and_write(10)
+    np.testing.assert_array_equal(g.memory.dirty_log.fetch_and_clear(), np.sort(frames))
+
+
+def test_unknown_workload_and_bad_workloads():
+    with pytest.raises(UnknownNameError, match="choose one of"):
+        get_workload("nope")
+    with pytest.raises(UnknownNameError, match="working_set"):
+        Workload("x", dirty_rate=10)
+    with pytest.raises(UnknownNameError, match="hog_fraction"):
+        Workload("x", hog_fraction=2)
+
+
+def test_custom_workload_object_is_accepted():
+    w = get_workload("idle").with_(name="bigboot", boot_footprint=64 << 20)
+    g = small("1G", workload=w)
+    assert g.workload.name == "bigboot"

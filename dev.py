@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""The two commands of pv-migration-kit (pure stdlib, any Python >= 3.10).
+
+    python3 dev.py open                  # JupyterLab on 127.0.0.1 with a random token
+    python3 dev.py test [pytest args]    # unit tests + notebooks (nbval)
+
+Both create ``.venv`` next to this file if it is missing and install the kit
+into it with ``pip install -e '.[notebook,test]'``.  The install is skipped
+while ``.venv/.kit-installed`` holds the hash of the current pyproject.toml,
+so editing pyproject.toml triggers a reinstall; editing kit/ does not need one
+(editable install).
+"""
+import hashlib
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+VENV = os.path.join(ROOT, ".venv")
+STAMP = os.path.join(VENV, ".kit-installed")
+EXTRAS = "notebook,test"
+WINDOWS = os.name == "nt"
+BIN = os.path.join(VENV, "Scripts" if WINDOWS else "bin")
+VPY = os.path.join(BIN, "python.exe" if WINDOWS else "python")
+
+# Default pytest arguments for `dev.py test`.  Paths come from
+# [tool.pytest.ini_options] testpaths = ["tests", "notebooks"], which pytest
+# uses whenever no path is given on the command line.  --nbval only adds
+# .ipynb collection; ordinary test_*.py files are collected as usual.
+NBVAL_ARGS = [
+    "--nbval",
+    "--nbval-current-env",
+    "--nbval-sanitize-with", os.path.join("tests", "nbval_sanitize.cfg"),
+    "--nbval-cell-timeout=600",
+]
+
+# (binary, apt packages) pairs that `dev.py test` makes sure of.  Empty for
+# now; later e.g. ("/usr/bin/chromium", ["chromium", "fonts-dejavu-core",
+# "fonts-liberation"]) and ("qemu-system-x86_64", ["qemu-system-x86"]).
+SYSTEM_PACKAGES = []
+
+
+def die(msg, code=2):
+    print(f"dev.py: error: {msg}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def say(msg):
+    print(f"dev.py: {msg}", flush=True)
+
+
+def run(cmd, **kw):
+    """subprocess.run that turns 'program not found' into a return code."""
+    try:
+        return subprocess.run(cmd, **kw).returncode
+    except OSError as e:
+        print(f"dev.py: cannot run {cmd[0]}: {e}", file=sys.stderr)
+        return 127
+
+
+def pip_env():
+    env = dict(os.environ)
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env.setdefault("PIP_NO_INPUT", "1")
+    env.pop("PYTHONHOME", None)
+    return env
+
+
+def venv_python_works():
+    if not os.path.exists(VPY):
+        return False
+    return run([VPY, "-c", "import sys"], stdout=subprocess.DEVNULL,
+               stderr=subprocess.DEVNULL) == 0
+
+
+def install_hash():
+    """Hash of pyproject.toml (plus the extras installed from it)."""
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        data = f.read()
+    return hashlib.sha256(data + b"\0extras=" + EXTRAS.encode()).hexdigest()
+
+
+def ensure_venv():
+    """Create .venv if needed and (re)install the kit if pyproject.toml changed."""
+    if not venv_python_works():
+        fresh = not os.path.exists(VENV)
+        say(f"creating {os.path.relpath(VENV)} with {sys.executable}")
+        cmd = [sys.executable, "-m", "venv"]
+        if not fresh:
+            say(".venv exists but its python does not run; recreating it")
+            cmd.append("--clear")
+        if run(cmd + [VENV]) != 0 or not venv_python_works():
+            if fresh:
+                shutil.rmtree(VENV, ignore_errors=True)
+            die(f"could not create a virtual environment with {sys.executable} -m venv"
+                " (on Debian/Ubuntu: apt-get install python3-venv)")
+
+    want = install_hash()
+    try:
+        with open(STAMP) as f:
+            if f.read().strip() == want:
+                return
+    except OSError:
+        pass
+
+    say(f"installing pv-migration-kit[{EXTRAS}] into .venv (first time: about a minute)")
+    if run([VPY, "-m", "pip", "--version"], stdout=subprocess.DEVNULL,
+           stderr=subprocess.DEVNULL) != 0:
+        die(".venv has no pip; delete .venv and run this command again")
+    if run([VPY, "-m", "pip", "install", "-q", "-e", f".[{EXTRAS}]"],
+           cwd=ROOT, env=pip_env()) != 0:
+        die(f"pip install -e '.[{EXTRAS}]' failed (see pip's message above)")
+    with open(STAMP, "w") as f:
+        f.write(want + "\n")
+
+
+def ensure_system_packages(pairs):
+    """Install missing system tools with apt, best effort.
+
+    ``pairs`` is a list of (binary, [apt packages]); ``binary`` is an absolute
+    path or a name looked up on PATH.  Only acts when running as root with
+    apt-get available; on failure prints one line and carries on (the tests
+    that need the tool skip themselves).
+    """
+    missing = [(b, pkgs) for b, pkgs in pairs
+               if not (os.path.exists(b) if os.path.isabs(b) else shutil.which(b))]
+    if not missing:
+        return
+    names = ", ".join(b for b, _ in missing)
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if not is_root or not shutil.which("apt-get"):
+        say(f"not installing {names} (needs root and apt-get); tests that need them will skip")
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    quiet = {"stdout": subprocess.DEVNULL}
+    if run(["apt-get", "update", "-q"], env=env, **quiet) != 0:
+        say("apt-get update failed; tests that need " + names + " will skip")
+        return
+    for b, pkgs in missing:
+        say(f"apt-get install {' '.join(pkgs)} (for {b})")
+        if run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *pkgs],
+               env=env, **quiet) != 0:
+            say(f"apt-get install {' '.join(pkgs)} failed; tests that need {b} will skip")
+
+
+def free_port(preferred=8888):
+    for port in (preferred, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    return preferred
+
+
+def cmd_open(args):
+    ensure_venv()
+    token = secrets.token_hex(24)
+    port = free_port()
+    cmd = [os.path.join(BIN, "jupyter"), "lab",
+           "--ip", "127.0.0.1", "--port", str(port), "--no-browser",
+           "--notebook-dir", "notebooks",
+           f"--IdentityProvider.token={token}",
+           "--ServerApp.port_retries=50"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    cmd += args
+    print(flush=True)
+    print(f"    JupyterLab: http://127.0.0.1:{port}/lab?token={token}", flush=True)
+    print("    (if that port gets taken meanwhile, Jupyter prints the URL it really uses)", flush=True)
+    print("    Stop it with Ctrl-C.", flush=True)
+    print(flush=True)
+    os.chdir(ROOT)
+    if WINDOWS:
+        sys.exit(run(cmd))
+    try:
+        os.execv(cmd[0], cmd)
+    except OSError as e:
+        die(f"cannot start {cmd[0]}: {e}")
+
+
+def cmd_test(args):
+    ensure_venv()
+    os.chdir(ROOT)
+    # First import of matplotlib builds the font cache and may print a notice
+    # into a notebook's output; do it here, outside nbval.
+    if run([VPY, "-c", "import matplotlib.pyplot"]) != 0:
+        die("importing matplotlib in .venv failed")
+    ensure_system_packages(SYSTEM_PACKAGES)
+    pre = list(NBVAL_ARGS)
+    if "--nbval-lax" in args:  # the caller chose lax mode instead of strict
+        pre.remove("--nbval")
+    cmd = [VPY, "-m", "pytest", *pre, *args]
+    proc = subprocess.Popen(cmd)
+    while True:
+        try:
+            code = proc.wait()
+            break
+        except KeyboardInterrupt:
+            continue  # pytest got the SIGINT too; wait for its summary
+    if code == 5:
+        print("dev.py: error: pytest collected no tests (exit 5); treating that as a failure",
+              file=sys.stderr)
+        return 1
+    return code
+
+
+USAGE = """usage: python3 dev.py open            start JupyterLab (127.0.0.1, random token)
+       python3 dev.py test [ARGS...]  run the tests and notebooks (ARGS go to pytest)"""
+
+
+def main(argv):
+    if sys.version_info < (3, 10):
+        die("Python >= 3.10 is needed")
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "open":
+        return cmd_open(rest)
+    if cmd == "test":
+        return cmd_test(rest)
+    print(USAGE, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

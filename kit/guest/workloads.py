@@ -25,8 +25,8 @@ class Workload:
     name: str
     description: str = ""
     # after boot
-    boot_footprint: int = 235 * MiB       # non-zero pages the booted kernel and services hold (bytes)
-    boot_stale_free: int = 27 * MiB       # memory used during boot and freed again, left non-zero (bytes)
+    boot_footprint: int = 55105 * 4096      # non-zero pages the booted kernel and services hold (bytes)
+    boot_stale_free: int = 6781 * 4096      # memory used during boot and freed again, left non-zero (bytes)
     memmap_bytes_per_page: int = 64       # sizeof(struct page): the kernel's mem_map, 1/64 of RAM
     # before migration
     hog_fraction: float = 0.0             # share of free memory a process wrote and released before migration
@@ -83,7 +83,7 @@ register_workload(Workload(
     "idle", "just booted, nothing running: the seed's case 1"))
 register_workload(Workload(
     "hog", "a memory-hungry process ran and exited just before migration: the seed's case 2",
-    hog_fraction=0.967))
+    hog_fraction=0.9678))
 register_workload(Workload(
     "dirtying", "a program keeps writing a 1 GiB working set (100 MiB/s) and allocating and "
     "freeing 4 MiB/s while migration runs",

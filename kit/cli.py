@@ -1,0 +1,135 @@
+"""``python -m kit``: the model from a terminal (thin: parse, call, print).
+
+Bad input prints one line on stderr and exits 2; it never shows a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import KitError, UnknownNameError
+from .units import format_size, parse_size
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):          # one line, exit 2 (argparse prints usage too)
+        raise KitError(f"{self.prog}: {message} (see --help)")
+
+
+def _size(text):
+    return parse_size(text, what="size")
+
+
+def _add_machine(p):
+    p.add_argument("--machine", default="pc", help="pc (default), pc-i440fx-1.7 or q35")
+    p.add_argument("--max-ram-below-4g", default=None, metavar="SIZE",
+                   help="the machine property of that name (at most 4G)")
+
+
+def build_parser():
+    ap = _Parser(prog="python -m kit", description="Model of the 2016 QEMU RFC "
+                 "'A PV solution for live migration optimization'.")
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("memmap", help="patch 1: how QEMU splits guest RAM around the PCI hole")
+    p.add_argument("--ram", required=True, help="guest RAM, e.g. 8G, 512M, 4096")
+    _add_machine(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("migrate", help="migrate a modelled guest and print query-migrate statistics")
+    p.add_argument("--ram", default="8G")
+    p.add_argument("--workload", default="idle", help="idle, hog or dirtying")
+    p.add_argument("--mode", default="original", help="original or pv (the RFC)")
+    _add_machine(p)
+    p.add_argument("--preset", default="seed-2016", help="cost model preset")
+    p.add_argument("--verify", action="store_true", help="check every page at the destination")
+    p.add_argument("--inject", default=None, help="a deliberate fault, e.g. free-pages-before-dirty-log")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("reproduce", help="the seed's table: model next to the published numbers")
+    p.add_argument("--json", action="store_true")
+    return ap
+
+
+def cmd_memmap(a):
+    from .memmap import pc_memory_map
+    mm = pc_memory_map(_size(a.ram), a.machine, a.max_ram_below_4g)
+    d = mm.to_dict()
+    if a.json:
+        return json.dumps(d, indent=2)
+    rows = [f"machine            {mm.machine}", f"ram_size           {format_size(mm.ram_size)}",
+            f"lowmem             {format_size(mm.lowmem)} ({mm.lowmem:#x})",
+            f"below_4g_mem_size  {format_size(mm.below_4g_mem_size)}",
+            f"above_4g_mem_size  {format_size(mm.above_4g_mem_size)}",
+            f"PCI hole           {mm.hole_pages} frames; max_pfn {mm.max_pfn:#x}"]
+    return "\n".join(rows)
+
+
+def _check_names(a):
+    from .costmodel import get_preset
+    from .guest import get_workload
+    from .migration import INJECTIONS, MODES
+    get_workload(a.workload)
+    get_preset(a.preset)
+    if a.mode not in MODES:
+        raise UnknownNameError(f"unknown mode {a.mode!r}; choose one of {', '.join(MODES)}")
+    if a.inject is not None and a.inject not in INJECTIONS:
+        raise UnknownNameError(f"unknown injection {a.inject!r}; choose one of {', '.join(INJECTIONS)}")
+
+
+def cmd_migrate(a):
+    from .migration import migrate
+    _check_names(a)
+    r = migrate(_size(a.ram), a.workload, a.mode, machine=a.machine,
+                max_ram_below_4g=a.max_ram_below_4g, preset=a.preset, verify=a.verify,
+                inject=a.inject, seed=a.seed)
+    s = r.stats
+    if a.json:
+        return json.dumps(s, indent=2)
+    ram = s["ram"]
+    lines = [f"status: {s['status']}", f"mode: {s['mode']}",
+             f"total time: {s['total-time']} ms", f"downtime: {s['downtime']} ms",
+             f"setup: {s['setup-time']} ms",
+             f"transferred ram: {ram['transferred'] >> 10} kbytes",
+             f"remaining ram: {ram['remaining'] >> 10} kbytes",
+             f"total ram: {ram['total'] >> 10} kbytes",
+             f"duplicate: {ram['duplicate']} pages", f"skipped: {ram['skipped']} pages",
+             f"normal: {ram['normal']} pages", f"normal bytes: {ram['normal-bytes'] >> 10} kbytes",
+             f"dirty sync count: {ram['dirty-sync-count']}",
+             f"free pages skipped (RFC): {ram['free-skipped']} pages"]
+    if "stall" in s:
+        lines.append(f"stalled: {s['stall']}")
+    if "verify" in s:
+        lines.append(f"verify: {s['verify']['lost-pages']} lost pages")
+    return "\n".join(lines)
+
+
+def cmd_reproduce(a):
+    from .reproduce import reproduce_seed
+    rows = reproduce_seed()
+    if a.json:
+        return json.dumps(rows, indent=2)
+    out = [f"{'case':9} {'mode':9} {'time model':>10} {'seed':>6} {'diff':>7}   "
+           f"{'KB model':>10} {'seed':>10} {'diff':>7}"]
+    for r in rows:
+        dt = 100 * (r["total-time-ms"] / r["seed-total-time-ms"] - 1)
+        db = 100 * (r["transferred-kb"] / r["seed-transferred-kb"] - 1)
+        out.append(f"{r['case']:9} {r['mode']:9} {r['total-time-ms']:>10} {r['seed-total-time-ms']:>6} "
+                   f"{dt:>+6.1f}%   {r['transferred-kb']:>10} {r['seed-transferred-kb']:>10} {db:>+6.1f}%")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    try:
+        a = build_parser().parse_args(argv)
+        out = {"memmap": cmd_memmap, "migrate": cmd_migrate, "reproduce": cmd_reproduce}[a.cmd](a)
+    except KitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    print(out)
+    return 0

@@ -1,0 +1,108 @@
+"""How long things take: the few physical parameters of a migration testbed.
+
+The page-level model (``kit.migration``) counts what happens: pages read,
+proven zero, sent; bitmaps synced; free lists walked.  This module turns counts
+into seconds.  Each parameter has a physical meaning and a stated source; a
+preset is one testbed.
+
+``seed-2016`` is the seed's testbed (Xeon E5-2699 v3, 10 GbE, 8 GB guest,
+QEMU 2.5 era).  Which of its numbers were fitted to which of the seed's figures,
+and which figures are then *predicted*, is written next to each value and
+in the README; ``bench/calibrate.py`` redoes the fit from scratch.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from .errors import UnknownNameError
+
+GBIT = 1e9 / 8
+
+
+@dataclass(frozen=True)
+class CostModel:
+    name: str
+    # the link
+    wire_bytes_per_s: float              # TCP payload rate the link carries (bytes/s)
+    # QEMU's migration thread
+    cpu_ns_per_page: float               # read a page to prove it zero, or copy it into the stream
+    setup_ms: float                      # fixed setup: thread start, bitmap allocation, stream header
+    dirty_log_ns_per_backed_page: float  # dirty-log start: write-protect each page the host has backed
+    sync_ns_per_page: float              # one migration_bitmap_sync, per page of RAM
+    # the guest (the RFC's free-page request)
+    guest_walk_ns_per_free_page: float   # set one bit per free page while walking the free lists
+    guest_walk_ns_per_block: float       # visit one free-list entry (a block of 2**order pages)
+    bitmap_transfer_ns_per_byte: float   # hand the bitmap to QEMU over the virtqueue
+    # QEMU's migration parameters
+    max_bandwidth: float | None          # migrate_set_speed in bytes/s; None: above the link rate
+    downtime_limit_ms: float = 300.0     # migrate_set_downtime (QEMU 2.x default 300 ms)
+    sources: dict = field(default_factory=dict, compare=False)
+
+    def guest_walk_s(self, free_pages: int, nr_blocks: int) -> float:
+        return (free_pages * self.guest_walk_ns_per_free_page + nr_blocks * self.guest_walk_ns_per_block) * 1e-9
+
+    def bitmap_transfer_s(self, nbytes: int) -> float:
+        return nbytes * self.bitmap_transfer_ns_per_byte * 1e-9
+
+    def dirty_log_start_s(self, backed_pages: int) -> float:
+        return backed_pages * self.dirty_log_ns_per_backed_page * 1e-9
+
+    def sync_s(self, pages: int) -> float:
+        return pages * self.sync_ns_per_page * 1e-9
+
+    def to_dict(self):
+        return asdict(self)
+
+    def with_(self, **changes) -> "CostModel":
+        return replace(self, **changes)
+
+
+# 10 GbE carrying TCP with 1500-byte frames: 1448 payload bytes (with TCP timestamps)
+# per 1538 bytes on the wire (preamble, header, FCS, inter-frame gap) -> 9.41 Gbit/s.
+TEN_GBE_TCP = 10 * GBIT * 1448 / 1538
+
+PRESETS: dict[str, CostModel] = {}
+
+
+def register_preset(cm: CostModel) -> CostModel:
+    PRESETS[cm.name] = cm
+    return cm
+
+
+def get_preset(name_or_model) -> CostModel:
+    if isinstance(name_or_model, CostModel):
+        return name_or_model
+    try:
+        return PRESETS[name_or_model]
+    except KeyError:
+        raise UnknownNameError(f"unknown preset {name_or_model!r}; choose one of "
+                               f"{', '.join(sorted(PRESETS))}") from None
+
+
+# Values below marked "fit" come from bench/calibrate.py (see its output in the README).
+register_preset(CostModel(
+    name="seed-2016",
+    wire_bytes_per_s=TEN_GBE_TCP,
+    cpu_ns_per_page=756.4,
+    setup_ms=77.4,
+    dirty_log_ns_per_backed_page=67.3,
+    sync_ns_per_page=1.0,
+    guest_walk_ns_per_free_page=9.98,
+    guest_walk_ns_per_block=0.0,
+    bitmap_transfer_ns_per_byte=11.44,
+    max_bandwidth=None,
+    downtime_limit_ms=300.0,
+    sources={
+        "wire_bytes_per_s": "physics: 10 GbE line rate x TCP payload share with 1500-byte frames (9.41 Gbit/s)",
+        "cpu_ns_per_page": "fit: seed case 1 (idle), original, total time 1894 ms",
+        "setup_ms": "fit: seed case 1 (idle), pv, total time 421 ms (jointly with the next)",
+        "dirty_log_ns_per_backed_page": "fit: seed case 2 (workload), pv, total time 552 ms",
+        "sync_ns_per_page": "assumed: 1 ns per page (a 2 M-page bitmap merges in about 2 ms); small either way",
+        "guest_walk_ns_per_free_page": "Liang Li, 4 Mar 2016: about 20 ms to build the bitmap of an idle 8 GB guest",
+        "guest_walk_ns_per_block": "not identifiable from the seed; 0 (folded into the per-page cost)",
+        "bitmap_transfer_ns_per_byte": "Liang Li, 4 Mar 2016: about 3 ms to transfer the 256 KiB bitmap",
+        "max_bandwidth": "the seed's 7.4 s for 8 GB implies migrate_set_speed above the link rate",
+        "downtime_limit_ms": "QEMU 2.x default (max_downtime = 300 ms)",
+    },
+))
+

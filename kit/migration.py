@@ -1,0 +1,539 @@
+"""Pre-copy RAM migration as in QEMU 2.5/2.6, original and with the RFC's patches 3 and 4.
+
+One :class:`Migration` is QEMU's migration thread for one guest.  ``step()``
+runs one action (a part of ``ram_save_setup``, one turn of the migration
+thread's loop, or the stop-and-copy) and returns a record of it; ``run()``
+steps until the migration completes.  Time is simulated: the cost model says
+how long each action takes and the guest runs (writes, allocates) meanwhile.
+
+Names follow QEMU (migration/ram.c and migration/migration.c of 2.5/2.6):
+``ram_save_setup``, ``memory_global_dirty_log_start``,
+``filter_out_guest_free_pages``, ``migration_bitmap_sync``,
+``ram_save_iterate``, ``ram_save_pending``, ``ram_save_complete``,
+``migration_dirty_pages``, ``ram_bulk_stage``, ``bitmap_sync_count``.
+
+Wire format (per page): a zero page is an 8-byte header (offset | flag) plus
+one byte, 9 bytes; any other page is the header plus 4096 bytes, 4104 bytes.
+The first page sent from a RAMBlock after another block's carries the block's
+name (1 + length bytes).  Every ``ram_save_iterate`` ends with an 8-byte EOS.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import balloon as _balloon
+from .bitmap import bitmap_bytes, unpack_bitmap
+from .costmodel import CostModel, get_preset
+from .errors import KitError, UnknownNameError
+from .guest import Guest
+from .guest.balloon_driver import VirtioBalloonDriver
+from .memmap import pfn_to_ram_page
+from .units import MiB, TARGET_PAGE_SIZE
+
+MODES = ("original", "pv")
+INJECTIONS = ("free-pages-before-dirty-log", "guest-reports-used-pages-free", "wrong-lowmem")
+
+RAM_SAVE_FLAG_COMPRESS = 0x02       # a zero page ("compress" = one repeated byte)
+RAM_SAVE_FLAG_MEM_SIZE = 0x04
+RAM_SAVE_FLAG_PAGE = 0x08
+RAM_SAVE_FLAG_EOS = 0x10
+RAM_SAVE_FLAG_CONTINUE = 0x20
+ZERO_PAGE_BYTES = 8 + 1
+NORMAL_PAGE_BYTES = 8 + TARGET_PAGE_SIZE
+EOS_BYTES = 8
+
+MAX_WAIT_S = 0.050                  # ram_save_iterate returns after at most 50 ms
+BUFFER_DELAY_S = 0.100              # the thread measures bandwidth every 100 ms
+XFER_LIMIT_RATIO = 10               # rate limit per 100 ms = max-bandwidth / 10
+POLL_INTERVAL_S = 0.001             # the RFC polls the balloon every 1 ms (usleep(1000))
+_WINDOW = 1 << 18                   # pages examined per vectorised batch (1 GiB of RAM)
+
+# Page states for pictures (``Migration.page_state``), in ram_addr order.
+PENDING, SKIPPED_FREE, SENT_ZERO, SENT_NORMAL, REDIRTIED = range(5)
+STATE_NAMES = ("pending", "skipped as free", "sent as zero", "sent as normal", "re-dirtied")
+
+
+@dataclass(frozen=True)
+class RAMBlock:
+    """One entry of ``ram_list.blocks``: a named range of ram_addr space (in pages)."""
+    idstr: str
+    offset: int
+    used_length: int
+    guest_ram: bool          # pc.ram (the guest's RAM) or device memory such as VGA RAM
+
+
+@dataclass
+class Stats:
+    """The counters behind ``query-migrate``'s "ram" section."""
+    transferred: int = 0
+    duplicate: int = 0        # zero pages sent as 9-byte records
+    normal: int = 0           # full pages sent
+    skipped: int = 0          # always 0 since QEMU 1.5.3
+    free_skipped: int = 0     # pages the RFC filtered out as free in the guest
+    dirty_sync_count: int = 0
+    iterations: int = 0
+    visited: int = 0          # pages the bulk-stage shortcut looked at without reading the bitmap
+
+
+class Migration:
+    """QEMU's migration thread for ``guest``, in ``mode`` "original" or "pv" (the RFC).
+
+    Parameters: ``preset`` (a cost model or its name), ``verify`` (keep the
+    destination's copy of every page and count lost pages at switch-over),
+    ``inject`` (a deliberate fault, one of :data:`INJECTIONS`), ``vga_vram``
+    (bytes of a second RAMBlock after pc.ram, as the default VGA card adds; 0 to
+    leave it out), ``track_pages`` (keep a per-page state for pictures),
+    ``max_time_s`` (stop a migration that does not converge), ``lie_fraction``
+    (with the lying-guest injection: the share of used pages reported free),
+    ``guest_features`` (what the guest's balloon driver supports; default all).
+    """
+
+    def __init__(self, guest: Guest, mode: str = "original", preset="seed-2016", *,
+                 verify: bool = False, inject: str | None = None, vga_vram: int = 16 * MiB,
+                 track_pages: bool = True, max_time_s: float = 3600.0, lie_fraction: float = 0.01,
+                 guest_features=None, seed: int = 0):
+        if mode not in MODES:
+            raise UnknownNameError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if inject is not None and inject not in INJECTIONS:
+            raise UnknownNameError(f"unknown injection {inject!r}; choose one of {', '.join(INJECTIONS)}")
+        if vga_vram < 0 or vga_vram % TARGET_PAGE_SIZE:
+            raise KitError("vga_vram must be a non-negative whole number of 4 KiB pages")
+        self.guest, self.mode, self.inject = guest, mode, inject
+        self.cost: CostModel = get_preset(preset)
+        self.mm = guest.mm
+        self.max_time_s = max_time_s
+        self.rng = np.random.default_rng(seed)
+
+        ram_pages = self.mm.ram_pages
+        self.blocks = [RAMBlock("pc.ram", 0, ram_pages, True)]
+        if vga_vram:
+            self.blocks.append(RAMBlock("vga.vram", ram_pages, vga_vram // TARGET_PAGE_SIZE, False))
+        self.total_pages = sum(b.used_length for b in self.blocks)      # last_ram_offset() >> 12
+
+        self.now = 0.0
+        self.phase = "setup"
+        self.status = "setup"
+        self._plan = self._setup_plan()
+        self.stats = Stats()
+        self.timeline: list[dict] = []
+        self.bmap = None                     # the migration bitmap (bool per page, ram_addr order)
+        self.migration_dirty_pages = 0
+        self.ram_bulk_stage = True
+        self.pos = 0
+        self.last_sent_block = None
+        self.setup_time = None
+        self.downtime = None
+        self.total_time = None
+        self.max_size = 0.0
+        self.bandwidth = 0.0
+        self.window_start = 0.0
+        self.window_bytes = 0
+        self.dirty_pages_rate = 0.0
+        self._rate_period_start = 0.0
+        self._rate_period_pages = 0
+        self.free_pages_count = None
+        self.free_pages_bmap = None
+        self.stall = None
+        self.page_state = np.zeros(self.total_pages, np.uint8) if track_pages else None
+        self.dest_version = np.zeros(self.total_pages, guest.memory.version.dtype) if verify else None
+        self.verify_result = None
+
+        if inject == "guest-reports-used-pages-free":
+            used = np.flatnonzero(guest.memory.present_mask() & ~guest.buddy.free)
+            pick = self.rng.choice(used, size=max(1, int(len(used) * lie_fraction)), replace=False)
+            lie = np.zeros(guest.memory.nframes, bool)
+            lie[pick] = True
+            guest.lie_frames = lie
+
+        # virtio-balloon: device in QEMU, driver in the guest, both probed at boot.
+        low_mem = 4 << 30 if inject == "wrong-lowmem" else self.mm.lowmem   # pc_get_lowmem()
+        self.balloon = _balloon.VirtIOBalloon(low_mem=low_mem, ram_pages=ram_pages)
+        self.driver = VirtioBalloonDriver(self.balloon, self._free_page_source,
+                                          guest_features=guest_features,
+                                          bitmap_transfer_s=self.cost.bitmap_transfer_s)
+        self.driver.probe(0.0)
+        self.registry = _balloon.BalloonRegistry()
+        self.registry.qemu_add_balloon_handler(None, None, self.balloon.virtio_balloon_free_pages,
+                                               self.balloon)
+        self._snapshot_time = None
+
+    # ------------------------------------------------------------------ guest side
+    def _free_page_source(self, low_mem, now):
+        """The guest answers the request: walk the free lists now, reply after the walk."""
+        self.guest.advance(now)
+        bits, count, nr_blocks = self.guest.build_free_page_bitmap(low_mem)
+        self._snapshot_time = now
+        self._event("guest-snapshot", free_pages=int(count), free_blocks=int(nr_blocks))
+        return bits[: self.mm.ram_pages], count, self.cost.guest_walk_s(count, nr_blocks)
+
+    def _spend(self, seconds: float):
+        self.now += seconds
+        self.guest.advance(self.now)
+
+    def _event(self, kind: str, **detail):
+        rec = {"t": self.now, "phase": self.phase, "kind": kind, **detail}
+        self.timeline.append(rec)
+        return rec
+
+    # ------------------------------------------------------------------ setup
+    def _setup_plan(self):
+        if self.mode == "original":
+            return ["ram_save_setup", "memory_global_dirty_log_start", "migration_bitmap_sync"]
+        if self.inject == "free-pages-before-dirty-log":
+            return ["ram_save_setup", "balloon_get_free_pages", "wait_free_pages",
+                    "memory_global_dirty_log_start", "filter_out_guest_free_pages",
+                    "migration_bitmap_sync"]
+        return ["ram_save_setup", "memory_global_dirty_log_start", "balloon_get_free_pages",
+                "wait_free_pages", "filter_out_guest_free_pages", "migration_bitmap_sync"]
+
+    @property
+    def pv_active(self) -> bool:
+        """The RFC's path is taken: pv mode and the balloon feature was negotiated."""
+        return self.mode == "pv" and self.registry.balloon_free_pages_support()
+
+    def _do_ram_save_setup(self):
+        self._spend(self.cost.setup_ms * 1e-3)
+        if self.mode == "original":
+            # original: every bit set, migration_dirty_pages = all RAM pages
+            self.bmap = np.ones(self.total_pages, dtype=bool)
+            self.migration_dirty_pages = self.total_pages
+            return self._event("bitmap", how="all ones", migration_dirty_pages=self.total_pages)
+        # patch 3: no bits in the migration bitmap; every block is marked in
+        # ram_list.dirty_memory[DIRTY_MEMORY_MIGRATION] and the first sync fills the bitmap.
+        # Simplification: dirty_memory and the bitmap share one array during setup.
+        self.bmap = np.ones(self.total_pages, dtype=bool)
+        self.migration_dirty_pages = 0
+        if self.pv_active:
+            self.free_pages_bmap = np.zeros(bitmap_bytes(self.mm.ram_pages), np.uint8)
+        return self._event("bitmap", how="dirty_memory marked, bitmap empty", migration_dirty_pages=0,
+                           free_page_support=self.pv_active)
+
+    def _do_memory_global_dirty_log_start(self):
+        backed = int(np.count_nonzero(self.guest.memory.version))
+        self._spend(self.cost.dirty_log_start_s(backed))
+        self.guest.memory.dirty_log.start()
+        return self._event("dirty-log-start", backed_pages=backed)
+
+    def _do_balloon_get_free_pages(self):
+        if not self.pv_active:
+            return self._event("free-pages-unsupported")
+        ret, _ = self.registry.balloon_get_free_pages(self.free_pages_bmap, self.now)
+        return self._event("free-pages-request", ret=ret, low_mem=self.balloon.low_mem)
+
+    def _do_wait_free_pages(self):
+        if not self.pv_active:
+            return self._event("free-pages-unsupported")
+        start, polls = self.now, 0
+        while True:
+            due = self.driver.next_action_time()
+            if due is not None and np.isinf(due):
+                # The RFC waits synchronously: a guest that never answers stalls migration.
+                self.stall = "the guest never answered the free-page request"
+                self._spend(max(0.0, self.max_time_s - self.now))
+                self.status = "setup"
+                return self._event("stalled", reason=self.stall)
+            if due is not None and due > self.now + POLL_INTERVAL_S:
+                skip = int(np.floor((due - self.now) / POLL_INTERVAL_S))
+                polls += skip
+                self._spend(skip * POLL_INTERVAL_S)
+            self._spend(POLL_INTERVAL_S)            # usleep(1000)
+            polls += 1
+            self.driver.run_until(self.now)
+            ret, count = self.registry.balloon_get_free_pages(self.free_pages_bmap, self.now)
+            if ret == 1:
+                self.free_pages_count = int(count)
+                return self._event("free-pages-done", polls=polls, waited=self.now - start,
+                                   free_pages=int(count))
+            if self.now > self.max_time_s:
+                self.stall = "the guest did not finish the free-page request in time"
+                return self._event("stalled", reason=self.stall)
+
+    def _do_filter_out_guest_free_pages(self):
+        if not self.pv_active or self.free_pages_count is None:
+            return self._event("filter-skipped")
+        block = self.blocks[0]                 # the RFC filters the first RAMBlock only (pc.ram)
+        n = block.used_length
+        free = unpack_bitmap(self.free_pages_bmap, n)
+        np.logical_not(free, out=self.bmap[block.offset:block.offset + n])
+        skipped = int(np.count_nonzero(free))
+        self.stats.free_skipped = skipped
+        if self.page_state is not None:
+            self.page_state[block.offset:block.offset + n][free] = SKIPPED_FREE
+        return self._event("filter", free_pages=skipped)
+
+    def _do_migration_bitmap_sync(self):
+        new = self.migration_bitmap_sync()
+        if self.mode == "pv":
+            # the first sync copies dirty_memory into the bitmap and counts it
+            self.migration_dirty_pages = int(np.count_nonzero(self.bmap))
+        return self._event("sync", new_dirty=new, migration_dirty_pages=self.migration_dirty_pages)
+
+    # ------------------------------------------------------------------ the bitmap
+    def migration_bitmap_sync(self) -> int:
+        """Fetch KVM's dirty log, OR it into the migration bitmap; returns newly dirty pages."""
+        self._spend(self.cost.sync_s(self.total_pages))
+        frames = self.guest.memory.dirty_log.fetch_and_clear()
+        pages = pfn_to_ram_page(self.mm, frames) if len(frames) else frames
+        was = self.bmap[pages]
+        new = int(np.count_nonzero(~was))
+        self.bmap[pages] = True
+        self.migration_dirty_pages += new
+        self.stats.dirty_sync_count += 1
+        if self.page_state is not None and len(pages):
+            st = self.page_state[pages]
+            self.page_state[pages] = np.where(st == PENDING, PENDING, REDIRTIED)
+        self._rate_period_pages += new
+        if self.now - self._rate_period_start >= 1.0:
+            self.dirty_pages_rate = self._rate_period_pages / (self.now - self._rate_period_start)
+            self._rate_period_start, self._rate_period_pages = self.now, 0
+        return new
+
+    # ------------------------------------------------------------------ sending pages
+    def _segments(self):
+        """(ram_a, ram_b, pfn_a or None, block) covering ram_addr space in order."""
+        out = []
+        for ra, rb, pa in self.guest.memory.ram_segments():
+            out.append((ra, rb, pa, self.blocks[0]))
+        for b in self.blocks[1:]:
+            out.append((b.offset, b.offset + b.used_length, None, b))
+        return out
+
+    def _send(self, time_budget: float, byte_budget: float):
+        """Find and send dirty pages from ``self.pos`` on, within the budgets.
+
+        Returns (pages sent, bytes, seconds used, whether a full circle found nothing).
+        The migration thread's CPU (reading, zero-checking, copying pages) and
+        the wire overlap: a batch takes max(CPU time, bytes / wire rate).
+        """
+        cpu_ns = self.cost.cpu_ns_per_page * 1e-9
+        wire = self.cost.wire_bytes_per_s
+        segs = self._segments()
+        used_cpu, used_bytes, sent = 0.0, 0, 0
+        scanned_empty = 0
+        shortcut = self.mode == "original" and self.ram_bulk_stage
+        # No batch needs more pages than the budget can possibly take: each page
+        # costs at least its CPU time or its 9 bytes on the wire.
+        per_page = max(cpu_ns, ZERO_PAGE_BYTES / wire)
+        window = _WINDOW if np.isinf(time_budget) else int(min(_WINDOW, time_budget / per_page + 64))
+        while True:
+            elapsed = max(used_cpu, used_bytes / wire)
+            if elapsed >= time_budget or used_bytes >= byte_budget:
+                return sent, used_bytes, elapsed, False
+            if scanned_empty >= self.total_pages:
+                return sent, used_bytes, elapsed, True
+            if self.pos >= self.total_pages:
+                self.pos = 0
+                self.ram_bulk_stage = False        # the search wrapped: the bulk stage is over
+                shortcut = False
+            seg = next(s for s in segs if s[0] <= self.pos < s[1])
+            ra, rb, pa, block = seg
+            a, b = self.pos, min(self.pos + window, rb)
+            idx = np.flatnonzero(self.bmap[a:b])
+            if shortcut:
+                self.stats.visited += b - a     # migration_bitmap_find_dirty returns nr + 1
+            if not len(idx):
+                scanned_empty += b - a
+                self.pos = b
+                continue
+            scanned_empty = 0
+            if pa is None:
+                zero = np.ones(len(idx), bool)
+            else:
+                zero = self.guest.memory.zero[pa - ra + a + idx]
+            nbytes = np.where(zero, ZERO_PAGE_BYTES, NORMAL_PAGE_BYTES)
+            if block is not self.last_sent_block:
+                nbytes[0] += 1 + len(block.idstr)
+            cum_bytes = used_bytes + np.cumsum(nbytes)
+            cum_cpu = used_cpu + cpu_ns * np.arange(1, len(idx) + 1)
+            done = (np.maximum(cum_cpu, cum_bytes / wire) >= time_budget) | (cum_bytes >= byte_budget)
+            take = int(np.argmax(done)) + 1 if done.any() else len(idx)
+            pages = a + idx[:take]
+            zero = zero[:take]
+            self.bmap[pages] = False
+            self.migration_dirty_pages -= take
+            nzero = int(np.count_nonzero(zero))
+            self.stats.duplicate += nzero
+            self.stats.normal += take - nzero
+            if self.page_state is not None:
+                self.page_state[pages] = np.where(zero, SENT_ZERO, SENT_NORMAL)
+            if self.dest_version is not None and pa is not None:
+                self.dest_version[pages] = self.guest.memory.version[pa - ra + pages]
+            used_bytes = int(cum_bytes[take - 1])
+            used_cpu = float(cum_cpu[take - 1])
+            sent += take
+            self.last_sent_block = block
+            self.pos = int(pages[-1]) + 1 if take < len(idx) else b
+
+    # ------------------------------------------------------------------ the thread loop
+    def ram_save_pending(self) -> int:
+        remaining = self.migration_dirty_pages * TARGET_PAGE_SIZE
+        if remaining < self.max_size:
+            self.migration_bitmap_sync()
+            remaining = self.migration_dirty_pages * TARGET_PAGE_SIZE
+        return remaining
+
+    def _xfer_limit(self):
+        mb = self.cost.max_bandwidth
+        return float("inf") if mb is None else mb / XFER_LIMIT_RATIO
+
+    def _ram_save_iterate(self):
+        budget = self._xfer_limit() - self.window_bytes
+        sent, nbytes, secs, _ = self._send(MAX_WAIT_S, budget)
+        nbytes += EOS_BYTES
+        self.stats.transferred += nbytes
+        self.window_bytes += nbytes
+        self.stats.iterations += 1
+        self._spend(max(secs, EOS_BYTES / self.cost.wire_bytes_per_s))
+        return self._event("iterate", pages=sent, bytes=nbytes, seconds=secs,
+                           bulk=self.ram_bulk_stage, migration_dirty_pages=self.migration_dirty_pages)
+
+    def _thread_turn(self):
+        """One turn of migration_thread's loop: pending check, iterate or complete, bandwidth."""
+        rec = None
+        if self.window_bytes < self._xfer_limit():
+            pending = self.ram_save_pending()
+            if pending and pending >= self.max_size:
+                rec = self._ram_save_iterate()
+            else:
+                return self._migration_completion()
+        if self.now - self.window_start >= BUFFER_DELAY_S:
+            spent = self.now - self.window_start
+            self.bandwidth = self.window_bytes / spent
+            self.max_size = self.bandwidth * self.cost.downtime_limit_ms * 1e-3
+            self.window_start, self.window_bytes = self.now, 0
+        if self.window_bytes >= self._xfer_limit():
+            # rate limited: sleep until this 100 ms window ends
+            self._spend(max(0.0, self.window_start + BUFFER_DELAY_S - self.now))
+        if self.now > self.max_time_s:
+            self.status = "active"
+            self.stall = f"did not converge within {self.max_time_s:g} s of simulated time"
+            self.phase = "stopped"
+            return self._event("not-converged", pending=self.migration_dirty_pages)
+        return rec
+
+    def _migration_completion(self):
+        self.phase = "complete"
+        stop = self.now
+        self._event("vm-stop")
+        self.migration_bitmap_sync()
+        sent, nbytes, secs, _ = self._send(float("inf"), float("inf"))
+        nbytes += EOS_BYTES
+        self.stats.transferred += nbytes
+        self._spend(secs)
+        self.downtime = self.now - stop
+        self.total_time = self.now
+        self.status = "completed"
+        self.phase = "completed"
+        if self.dest_version is not None:
+            self.verify_result = self.verify()
+        return self._event("completed", pages=sent, bytes=nbytes, downtime=self.downtime)
+
+    # ------------------------------------------------------------------ driving
+    @property
+    def done(self) -> bool:
+        return self.phase in ("completed", "stopped") or self.stall is not None and self.phase == "setup"
+
+    def step(self):
+        """Run one action; returns its timeline record (None once finished)."""
+        if self.done:
+            return None
+        if self.phase == "setup":
+            action = self._plan.pop(0)
+            rec = getattr(self, "_do_" + action)()
+            if self.stall:
+                return rec
+            if not self._plan:
+                self.stats.transferred += self._header_bytes()
+                self.setup_time = self.now
+                self.window_start = self.now
+                self._rate_period_start = self.now
+                self.phase = "iterate"
+                self.status = "active"
+            return rec
+        return self._thread_turn()
+
+    def run(self, until: float | None = None):
+        """Step until the migration completes (or simulated time passes ``until``)."""
+        while not self.done and (until is None or self.now < until):
+            self.step()
+        return self.result()
+
+    def _header_bytes(self):
+        # be64 total RAM | RAM_SAVE_FLAG_MEM_SIZE, then per block: name length, name, size; then EOS
+        return 8 + sum(1 + len(b.idstr) + 8 for b in self.blocks) + EOS_BYTES
+
+    # ------------------------------------------------------------------ results
+    def verify(self) -> dict:
+        """Compare the destination with the source: pages the guest uses that arrived stale."""
+        if self.dest_version is None:
+            raise KitError("verify needs Migration(..., verify=True) from the start")
+        mem = self.guest.memory
+        n = self.mm.ram_pages
+        src = mem.to_ram_order(mem.version)
+        used = self.guest.used_ram_pages()
+        lost = used & (self.dest_version[:n] != src)
+        lost_pages = np.flatnonzero(lost)
+        out = {"lost-pages": int(len(lost_pages)), "first-lost-ram-pages": lost_pages[:16].tolist()}
+        if self.guest.lie_frames is not None:
+            lied = mem.to_ram_order(self.guest.lie_frames)
+            out["lied-pages"] = int(np.count_nonzero(lied))
+            out["lost-outside-lied-pages"] = int(np.count_nonzero(lost & ~lied))
+        return out
+
+    def query_migrate(self) -> dict:
+        """Statistics with the names and meaning of QEMU's ``query-migrate``."""
+        s = self.stats
+        d = {
+            "status": self.status,
+            "total-time": _ms(self.total_time if self.total_time is not None else self.now),
+            "setup-time": _ms(self.setup_time if self.setup_time is not None else self.now),
+            "downtime": _ms(self.downtime) if self.downtime is not None else None,
+            "ram": {
+                "transferred": s.transferred,
+                "remaining": self.migration_dirty_pages * TARGET_PAGE_SIZE,
+                "total": self.total_pages * TARGET_PAGE_SIZE,
+                "duplicate": s.duplicate,
+                "skipped": s.skipped,
+                "normal": s.normal,
+                "normal-bytes": s.normal * TARGET_PAGE_SIZE,
+                "dirty-sync-count": s.dirty_sync_count,
+                "dirty-pages-rate": round(self.dirty_pages_rate),
+                "mbps": round(self.bandwidth * 8 / 1e6, 2),
+                "free-skipped": s.free_skipped,
+            },
+            "mode": self.mode,
+        }
+        if self.stall:
+            d["stall"] = self.stall
+        if self.verify_result is not None:
+            d["verify"] = self.verify_result
+        return d
+
+    def result(self) -> "MigrationResult":
+        return MigrationResult(self.query_migrate(), list(self.timeline))
+
+
+@dataclass
+class MigrationResult:
+    stats: dict
+    timeline: list = field(repr=False)
+
+    def __getitem__(self, key):
+        return self.stats[key]
+
+
+def _ms(seconds):
+    return None if seconds is None else int(round(seconds * 1000))
+
+
+def migrate(ram="8G", workload="idle", mode="original", *, machine="pc", max_ram_below_4g=None,
+            preset="seed-2016", verify=False, inject=None, seed=0, **kwargs) -> MigrationResult:
+    """Build a guest, migrate it, return the result (what ``python -m kit migrate`` does)."""
+    from .memmap import pc_memory_map
+    from .units import parse_size
+    mm = pc_memory_map(parse_size(ram, what="--ram"), machine, max_ram_below_4g)
+    guest = Guest(mm, workload, seed=seed)
+    m = Migration(guest, mode, preset, verify=verify, inject=inject, seed=seed, **kwargs)
+    return m.run()

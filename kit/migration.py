@@ -113,6 +113,7 @@ class Migration:
         self.total_pages = sum(b.used_length for b in self.blocks)      # last_ram_offset() >> 12
 
         self.now = 0.0
+        self.vm_running = True
         self.phase = "setup"
         self.status = "setup"
         self._plan = self._setup_plan()
@@ -170,7 +171,8 @@ class Migration:
 
     def _spend(self, seconds: float):
         self.now += seconds
-        self.guest.advance(self.now)
+        if self.vm_running:
+            self.guest.advance(self.now)
 
     def _event(self, kind: str, **detail):
         rec = {"t": self.now, "phase": self.phase, "kind": kind, **detail}
@@ -416,6 +418,7 @@ class Migration:
     def _migration_completion(self):
         self.phase = "complete"
         stop = self.now
+        self.vm_running = False            # vm_stop: the guest does not run from here on
         self._event("vm-stop")
         self.migration_bitmap_sync()
         sent, nbytes, secs, _ = self._send(float("inf"), float("inf"))

@@ -86,5 +86,5 @@ register_workload(Workload(
     hog_fraction=0.9678))
 register_workload(Workload(
     "dirtying", "a program keeps writing a 1 GiB working set (100 MiB/s) and allocating and "
-    "freeing 4 MiB/s while migration runs",
-    working_set=1024 * MiB, dirty_rate=25600.0, churn_rate=1024.0))
+    "freeing 4 MiB/s (each kept for a minute) while migration runs",
+    working_set=1024 * MiB, dirty_rate=25600.0, churn_rate=1024.0, churn_pool_seconds=60.0))

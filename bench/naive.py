@@ -2,22 +2,67 @@
 
 It walks ram_addr space one page at a time in Python, as a first attempt at
 the model would: for every page, test its bit, check whether it is zero, count
-bytes and CPU.  Only for guests that do not run during migration (idle, hog).
-bench/bench.py times it against kit.migration on a small guest; tests check that
-both give the same pages and bytes.
+bytes and CPU.  Only for guests that do not run during migration (idle, hog)
+and without a rate limit (``max_bandwidth`` None, as in ``seed-2016``).
+bench/bench.py times it against kit.migration on a small guest.
+
+What both functions measure ("the first full round"): every page that is
+dirty in the migration bitmap when setup ends is sent once.  Both return
+
+* ``pages``, ``duplicate``, ``normal``: pages sent, as zero / full pages;
+* ``bytes``: the wire bytes of those page records (8-byte header, plus 1 or
+  4096 bytes, plus the RAMBlock name on the first page from each block);
+* ``eos``, ``transferred``: the 8-byte end-of-section markers and the total
+  including them;
+* ``seconds``: simulated time of the round.
+
+``pages``, ``duplicate``, ``normal`` and ``bytes`` must agree exactly
+(:func:`compare`).  ``eos``/``transferred``/``seconds`` need not: the naive
+walk cuts the round into 50 ms ``ram_save_iterate`` calls, while the model's
+migration thread may finish the round in the stop-and-copy (one batch, one
+EOS, plus a bitmap sync) once the remainder fits the downtime limit.
+
+Start both from identical, freshly built objects: :func:`fresh_migration`
+(the guest build is seeded, so two calls give the same guest), then
+:func:`finish_setup` outside the timed region.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from kit.migration import EOS_BYTES, MAX_WAIT_S, NORMAL_PAGE_BYTES, ZERO_PAGE_BYTES
+from kit.errors import KitError
+from kit.guest import Guest
+from kit.memmap import pc_memory_map
+from kit.migration import EOS_BYTES, MAX_WAIT_S, NORMAL_PAGE_BYTES, ZERO_PAGE_BYTES, Migration
+
+COMPARED = ("pages", "duplicate", "normal", "bytes")
+
+
+def fresh_migration(ram, workload="hog", mode="original", preset="seed-2016", seed=0):
+    """A freshly built guest of ``ram`` bytes and a new Migration of it (pages not tracked)."""
+    guest = Guest(pc_memory_map(ram), workload, seed=seed)
+    return Migration(guest, mode, preset, track_pages=False, seed=seed)
+
+
+def finish_setup(migration):
+    """Run ``ram_save_setup`` and the rest of the setup plan with the real code (idempotent)."""
+    m = migration
+    if m.guest.workload.runs_during_migration:
+        raise KitError("the naive bulk stage only handles guests that do not run during migration")
+    if m.cost.max_bandwidth is not None:
+        raise KitError("the naive bulk stage does not model a rate limit (max_bandwidth)")
+    while m.phase == "setup" and not m.done:
+        m.step()
+    if m.phase != "iterate":
+        raise KitError(f"setup did not finish: phase {m.phase!r}, stall {m.stall!r}")
+    if m.stats.duplicate or m.stats.normal:
+        raise KitError("the migration has already sent pages; start from a fresh one")
+    return m
 
 
 def naive_bulk_stage(migration):
-    """Finish ``migration``'s setup with the real code, then send every dirty page one by one."""
-    m = migration
-    while m.phase == "setup":
-        m.step()
+    """Send every page dirty after setup, one by one, in 50 ms ``ram_save_iterate`` calls."""
+    m = finish_setup(migration)
     mem = m.guest.memory
     cpu_s = m.cost.cpu_ns_per_page * 1e-9
     wire = m.cost.wire_bytes_per_s
@@ -26,8 +71,8 @@ def naive_bulk_stage(migration):
         segs.append((ra, rb, pa))
     ram_pages = m.mm.ram_pages
     bmap = [bool(x) for x in m.bmap]           # a Python list of bits, as a naive port would use
-    zero_of = {}
-    transferred = duplicate = normal = 0
+    duplicate = normal = 0
+    page_bytes = eos = 0
     elapsed = cpu = 0.0
     nbytes = 0
     last_block = None
@@ -52,22 +97,46 @@ def naive_bulk_stage(migration):
         nbytes += size
         cpu += cpu_s
         if max(cpu, nbytes / wire) >= MAX_WAIT_S:        # one ram_save_iterate is over
-            transferred += nbytes + EOS_BYTES
+            page_bytes += nbytes
+            eos += 1
             elapsed += max(cpu, nbytes / wire)
             cpu, nbytes = 0.0, 0
-    transferred += nbytes + EOS_BYTES
-    elapsed += max(cpu, nbytes / wire)
-    zero_of.clear()
-    return {"duplicate": duplicate, "normal": normal, "bytes": transferred, "seconds": elapsed}
+    if nbytes:
+        page_bytes += nbytes
+        eos += 1
+        elapsed += max(cpu, nbytes / wire)
+    return {"pages": duplicate + normal, "duplicate": duplicate, "normal": normal,
+            "bytes": page_bytes, "eos": eos, "transferred": page_bytes + eos * EOS_BYTES,
+            "seconds": elapsed}
 
 
 def vectorised_bulk_stage(migration):
-    """The same measure from kit.migration: run until the first full round is over."""
-    m = migration
-    while m.phase == "setup":
-        m.step()
-    t0, b0 = m.now, m.stats.transferred
+    """The same measure from kit.migration: step the real thread until the first round is over.
+
+    The round is over when the search wraps (``ram_bulk_stage`` turns False) or
+    the migration completes (the stop-and-copy sent the rest), whichever comes
+    first.
+    """
+    m = finish_setup(migration)
+    t0, b0, it0 = m.now, m.stats.transferred, m.stats.iterations
+    dirty0 = m.migration_dirty_pages
     while m.ram_bulk_stage and not m.done:
         m.step()
-    return {"duplicate": m.stats.duplicate, "normal": m.stats.normal,
-            "bytes": m.stats.transferred - b0, "seconds": m.now - t0, "pages": int(np.sum(0))}
+    eos = (m.stats.iterations - it0) + (1 if m.phase == "completed" else 0)
+    transferred = m.stats.transferred - b0
+    out = {"pages": m.stats.duplicate + m.stats.normal, "duplicate": m.stats.duplicate,
+           "normal": m.stats.normal, "bytes": transferred - eos * EOS_BYTES, "eos": eos,
+           "transferred": transferred, "seconds": m.now - t0}
+    if out["pages"] != dirty0:
+        raise KitError(f"the model sent {out['pages']} pages in its first round, "
+                       f"but {dirty0} were dirty after setup")
+    return out
+
+
+def compare(naive: dict, vectorised: dict) -> list[str]:
+    """Names of the measures (:data:`COMPARED`) on which the two results differ; [] if none."""
+    return [k for k in COMPARED if naive[k] != vectorised[k]]
+
+
+__all__ = ["COMPARED", "fresh_migration", "finish_setup", "naive_bulk_stage",
+           "vectorised_bulk_stage", "compare"]

@@ -6,19 +6,73 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from .errors import KitError, UnknownNameError
-from .units import format_size, parse_size
+from .units import TARGET_PAGE_SIZE, format_size, parse_size
+
+# Peak memory of ``migrate`` per 4 KiB page of guest RAM: measured 14-16 bytes (bitmaps,
+# zero flags, versions, the dirty log, index arrays); twice that as a safety margin.
+_MODEL_BYTES_PER_PAGE = 32
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # argparse reads "-1G" as an unknown option, so "--ram -1G" would fail with
+        # "expected one argument"; treat anything that starts like a negative number
+        # as a value, so parse_size can say "must be positive".
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+
     def error(self, message):          # one line, exit 2 (argparse prints usage too)
         raise KitError(f"{self.prog}: {message} (see --help)")
 
 
-def _size(text):
-    return parse_size(text, what="size")
+def _size(text, what="--ram"):
+    return parse_size(text, what=what)
+
+
+def _max_below_4g(text):
+    """--max-ram-below-4g as bytes (None: the machine's default), errors naming the option."""
+    if text is None:
+        return None
+    from .memmap import _parse_below_4g
+    return _parse_below_4g(text, "--max-ram-below-4g")
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _available_memory():
+    """Bytes this process can still allocate (MemAvailable, capped by a cgroup limit); None if unknown."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max":
+            room = int(limit) - used
+            avail = room if avail is None else min(avail, room)
+    except (OSError, ValueError):
+        pass
+    return avail
 
 
 def _add_machine(p):
@@ -30,7 +84,8 @@ def _add_machine(p):
 def build_parser():
     ap = _Parser(prog="python -m kit", description="Model of the 2016 QEMU RFC "
                  "'A PV solution for live migration optimization'.")
-    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser,
+                            metavar="{memmap,migrate,reproduce}")
 
     p = sub.add_parser("memmap", help="patch 1: how QEMU splits guest RAM around the PCI hole")
     p.add_argument("--ram", required=True, help="guest RAM, e.g. 8G, 512M, 4096")
@@ -38,14 +93,14 @@ def build_parser():
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("migrate", help="migrate a modelled guest and print query-migrate statistics")
-    p.add_argument("--ram", default="8G")
+    p.add_argument("--ram", default="8G", help="guest RAM (default 8G)")
     p.add_argument("--workload", default="idle", help="idle, hog or dirtying")
     p.add_argument("--mode", default="original", help="original or pv (the RFC)")
     _add_machine(p)
     p.add_argument("--preset", default="seed-2016", help="cost model preset")
     p.add_argument("--verify", action="store_true", help="check every page at the destination")
     p.add_argument("--inject", default=None, help="a deliberate fault, e.g. free-pages-before-dirty-log")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="random seed of the workload (>= 0)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("reproduce", help="the seed's table: model next to the published numbers")
@@ -55,7 +110,8 @@ def build_parser():
 
 def cmd_memmap(a):
     from .memmap import pc_memory_map
-    mm = pc_memory_map(_size(a.ram), a.machine, a.max_ram_below_4g)
+    _size(a.ram)                                 # errors name --ram
+    mm = pc_memory_map(a.ram, a.machine, _max_below_4g(a.max_ram_below_4g))
     d = mm.to_dict()
     if a.json:
         return json.dumps(d, indent=2)
@@ -79,18 +135,42 @@ def _check_names(a):
         raise UnknownNameError(f"unknown injection {a.inject!r}; choose one of {', '.join(INJECTIONS)}")
 
 
+def _check_fits(ram, text):
+    """Refuse a guest the model cannot hold in this machine's memory (instead of a
+    MemoryError traceback, or the OOM killer)."""
+    need = ram // TARGET_PAGE_SIZE * _MODEL_BYTES_PER_PAGE
+    avail = _available_memory()
+    if avail is not None and need > avail:
+        raise KitError(f"--ram {text}: modelling it page by page needs about "
+                       f"{format_size(-(-need // (1 << 20)) << 20)} of memory here, but only "
+                       f"{avail >> 20} MiB is available; use a smaller --ram")
+
+
 def cmd_migrate(a):
+    from .guest import OutOfMemory
+    from .memmap import pc_memory_map
     from .migration import migrate
     _check_names(a)
-    r = migrate(_size(a.ram), a.workload, a.mode, machine=a.machine,
-                max_ram_below_4g=a.max_ram_below_4g, preset=a.preset, verify=a.verify,
-                inject=a.inject, seed=a.seed)
+    ram = _size(a.ram)
+    below = _max_below_4g(a.max_ram_below_4g)
+    pc_memory_map(a.ram, a.machine, below)       # machine and layout errors before the memory check
+    _check_fits(ram, a.ram)
+    try:
+        r = migrate(ram, a.workload, a.mode, machine=a.machine, max_ram_below_4g=below,
+                    preset=a.preset, verify=a.verify, inject=a.inject, seed=a.seed)
+    except OutOfMemory as e:
+        raise KitError(f"--ram {a.ram}: the modelled {a.workload} guest does not fit in it "
+                       f"({e}); give it more RAM, e.g. --ram 16M or more") from None
+    except MemoryError:
+        raise KitError(f"--ram {a.ram}: this machine ran out of memory modelling the guest "
+                       f"page by page; use a smaller --ram") from None
     s = r.stats
     if a.json:
         return json.dumps(s, indent=2)
     ram = s["ram"]
     lines = [f"status: {s['status']}", f"mode: {s['mode']}",
-             f"total time: {s['total-time']} ms", f"downtime: {s['downtime']} ms",
+             f"total time: {s['total-time']} ms",
+             f"downtime: {'-' if s['downtime'] is None else s['downtime']} ms",
              f"setup: {s['setup-time']} ms",
              f"transferred ram: {ram['transferred'] >> 10} kbytes",
              f"remaining ram: {ram['remaining'] >> 10} kbytes",

@@ -315,9 +315,9 @@ class Migration:
         used_cpu, used_bytes, sent = 0.0, 0, 0
         scanned_empty = 0
         shortcut = self.mode == "original" and self.ram_bulk_stage
-        # No batch needs more pages than the budget can possibly take: each page
-        # costs at least its CPU time or its 9 bytes on the wire.
-        per_page = max(cpu_ns, ZERO_PAGE_BYTES / wire)
+        # Size the first batch for full pages (the common case) and double it
+        # whenever a batch is used up without reaching the budget.
+        per_page = max(cpu_ns, NORMAL_PAGE_BYTES / wire)
         window = _WINDOW if np.isinf(time_budget) else int(min(_WINDOW, time_budget / per_page + 64))
         while True:
             elapsed = max(used_cpu, used_bytes / wire)
@@ -348,9 +348,14 @@ class Migration:
             if block is not self.last_sent_block:
                 nbytes[0] += 1 + len(block.idstr)
             cum_bytes = used_bytes + np.cumsum(nbytes)
-            cum_cpu = used_cpu + cpu_ns * np.arange(1, len(idx) + 1)
-            done = (np.maximum(cum_cpu, cum_bytes / wire) >= time_budget) | (cum_bytes >= byte_budget)
-            take = int(np.argmax(done)) + 1 if done.any() else len(idx)
+            take = len(idx)
+            byte_limit = min(byte_budget, time_budget * wire)
+            if cum_bytes[-1] >= byte_limit:         # the page that reaches a limit is still sent
+                take = int(np.searchsorted(cum_bytes, byte_limit, side="left")) + 1
+            if cpu_ns > 0 and used_cpu + cpu_ns * take >= time_budget:
+                take = min(take, max(1, int(np.ceil((time_budget - used_cpu) / cpu_ns))))
+            if take == len(idx):
+                window = min(2 * window, _WINDOW)
             pages = a + idx[:take]
             zero = zero[:take]
             self.bmap[pages] = False
@@ -363,7 +368,7 @@ class Migration:
             if self.dest_version is not None and pa is not None:
                 self.dest_version[pages] = self.guest.memory.version[pa - ra + pages]
             used_bytes = int(cum_bytes[take - 1])
-            used_cpu = float(cum_cpu[take - 1])
+            used_cpu += cpu_ns * take
             sent += take
             self.last_sent_block = block
             self.pos = int(pages[-1]) + 1 if take < len(idx) else b
@@ -400,20 +405,26 @@ class Migration:
                 rec = self._ram_save_iterate()
             else:
                 return self._migration_completion()
-        if self.now - self.window_start >= BUFFER_DELAY_S:
-            spent = self.now - self.window_start
-            self.bandwidth = self.window_bytes / spent
-            self.max_size = self.bandwidth * self.cost.downtime_limit_ms * 1e-3
-            self.window_start, self.window_bytes = self.now, 0
         if self.window_bytes >= self._xfer_limit():
             # rate limited: sleep until this 100 ms window ends
             self._spend(max(0.0, self.window_start + BUFFER_DELAY_S - self.now))
+            self._close_window()
+        elif self.now - self.window_start >= BUFFER_DELAY_S - 1e-12:
+            self._close_window()
         if self.now > self.max_time_s:
             self.status = "active"
             self.stall = f"did not converge within {self.max_time_s:g} s of simulated time"
             self.phase = "stopped"
             return self._event("not-converged", pending=self.migration_dirty_pages)
         return rec
+
+    def _close_window(self):
+        """Every BUFFER_DELAY: measure bandwidth, derive max_size, reset the rate limit."""
+        spent = self.now - self.window_start
+        if spent > 0:
+            self.bandwidth = self.window_bytes / spent
+            self.max_size = self.bandwidth * self.cost.downtime_limit_ms * 1e-3
+        self.window_start, self.window_bytes = self.now, 0
 
     def _migration_completion(self):
         self.phase = "complete"

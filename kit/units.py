@@ -14,7 +14,11 @@ PHYS_ADDR_BITS = 52
 MAX_PHYS_BYTES = 1 << PHYS_ADDR_BITS
 
 _SUFFIX = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": TiB, "P": 1 << 50}
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
+# A sign is read only to say "must be positive" rather than "cannot read" about "-1G".
+# ASCII digits only; "B"/"iB" may follow a unit letter ("8GiB", "8GB"), a bare "B" only
+# a plain number ("4096B").
+_SIZE_RE = re.compile(r"^\s*(-?\d+)\s*(?:([KMGTP])(?:I?B)?|B)?\s*\Z",
+                      re.IGNORECASE | re.ASCII)
 
 
 def parse_size(text, *, what="size", page_aligned=True, limit=MAX_PHYS_BYTES):
@@ -32,9 +36,15 @@ def parse_size(text, *, what="size", page_aligned=True, limit=MAX_PHYS_BYTES):
         if not m:
             raise SizeError(f"{what}: cannot read {text!r}; write a whole number with an "
                             f"optional K/M/G/T suffix, e.g. 4096, 512M, 8G or 8GiB")
-        value = int(m.group(1)) * _SUFFIX[m.group(2).upper()]
+        sign, digits = m.group(1)[:1] == "-", m.group(1).lstrip("-").lstrip("0")
+        if sign and digits:
+            raise SizeError(f"{what}: must be positive (a size such as 512M or 8G), got {text!r}")
+        if len(digits) > 30:        # int() refuses > 4300 digits; anything this long is too big
+            raise SizeError(f"{what}: {str(text)[:40]!r}... is far too large; x86-64 can "
+                            f"address at most 4 PiB (52 physical address bits)")
+        value = int(digits or "0") * _SUFFIX[(m.group(2) or "").upper()]
     if value <= 0:
-        raise SizeError(f"{what}: must be positive, got {text!r}")
+        raise SizeError(f"{what}: must be positive (a size such as 512M or 8G), got {text!r}")
     if page_aligned and value % TARGET_PAGE_SIZE:
         raise SizeError(f"{what}: {text!r} is not a whole number of 4 KiB pages; "
                         f"round it to a multiple of 4096 bytes")

@@ -47,8 +47,8 @@ class Guest:
         buddy.free[:low] = False
         mem.write(slice(0, low))
         ram_pages = self.mm.ram_pages
-        # A guest too small for the usual footprint boots in at most a quarter of its RAM.
-        budget = ram_pages // 4
+        # A guest too small for the usual footprint boots in at most a quarter of what is free.
+        budget = buddy.nr_free_pages // 4
         memmap = min(ram_pages * w.memmap_bytes_per_page // 4096, budget)
         footprint = min(w.boot_footprint // 4096, budget)
         stale = min(w.boot_stale_free // 4096, budget)

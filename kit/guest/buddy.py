@@ -95,8 +95,9 @@ class BuddyAllocator:
         for k in range(MAX_ORDER):
             cur = levels[k]
             if k + 1 < MAX_ORDER:
-                parent = np.repeat(levels[k + 1], 2)
-                cur = cur & ~parent
+                # drop blocks whose parent is entirely free: view child pairs as one uint16
+                pairs = cur.view(np.uint16)
+                cur = np.where(levels[k + 1], np.uint16(0), pairs).view(bool)
             blocks.append(start + (np.flatnonzero(cur) << k))
         return blocks
 
@@ -119,7 +120,13 @@ class BuddyAllocator:
             if sel.any():
                 raise KitError("double free: a frame in the range is already free")
         else:
-            if np.asarray(frames).size and self.free[frames].any():
+            frames = np.asarray(frames)
+            if frames.dtype == bool:
+                if (self.free & frames).any():
+                    raise KitError("double free: a frame is already free")
+                np.logical_or(self.free, frames, out=self.free)
+                return
+            if frames.size and self.free[frames].any():
                 raise KitError("double free: a frame is already free")
         self.free[frames] = True
 
@@ -170,7 +177,7 @@ class BuddyAllocator:
                     left = 0
         if left:
             raise OutOfMemory(f"zones {list(zonelist)} could not supply {npages} pages")
-        self.free &= ~taken
+        np.greater(self.free, taken, out=self.free)        # free and not taken
         return taken
 
     def alloc_runtime(self, npages: int) -> np.ndarray:

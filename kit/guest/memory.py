@@ -156,8 +156,16 @@ class GuestMemory:
         ok, n = self._check_ram(frames)
         if not ok:
             raise KitError("guest wrote a frame that is not RAM (in the PCI hole or beyond)")
-        self.version[frames] += VERSION_DTYPE(1)
-        self.zero[frames] = zero
+        if isinstance(frames, np.ndarray) and frames.dtype == bool:
+            # whole-array ufuncs: several times faster than masked assignment at 1 TiB
+            np.add(self.version, frames, out=self.version, casting="unsafe")
+            if zero:
+                np.logical_or(self.zero, frames, out=self.zero)
+            else:
+                np.greater(self.zero, frames, out=self.zero)       # zero and not written
+        else:
+            self.version[frames] += VERSION_DTYPE(1)
+            self.zero[frames] = zero
         if self.dirty_log.enabled:
             self.dirty_log.mark(frames)
         self.writes += n

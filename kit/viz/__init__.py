@@ -1,0 +1,1 @@
+"""Pictures of the model (display only: nothing here changes the model)."""

@@ -1,0 +1,52 @@
+"""Thin ipywidgets layers over the model: they hold no logic of their own.
+
+Pictures go into ``widgets.Image`` as PNG (fast redraw, deterministic under
+nbval, works in Voila); heavy controls use ``continuous_update=False``.
+"""
+from __future__ import annotations
+
+import ipywidgets as widgets
+
+from . import pagemap as pm
+
+
+class PageMapView:
+    """A page map picture with a title and a legend; ``update(classes)`` redraws it."""
+
+    def __init__(self, title: str, names, colours, width: int = 1024, height: int = 256):
+        self.names, self.colours, self.width, self.height = names, colours, width, height
+        self.title = widgets.HTML(f"<b>{title}</b>")
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width="100%"))
+        self.caption = widgets.HTML("")
+        self.widget = widgets.VBox([self.title, self.image, widgets.HTML(pm.legend_html(names, colours)),
+                                    self.caption])
+
+    def update(self, classes, caption: str = ""):
+        self.image.value = pm.png(pm.render(classes, self.colours, self.width, self.height))
+        self.caption.value = caption
+        return self
+
+
+def guest_map(guest, title="guest pages", order="ram", **kw) -> PageMapView:
+    view = PageMapView(title, pm.GUEST_CLASSES, pm.GUEST_COLOURS, **kw)
+    return view.update(pm.guest_classes(guest, order))
+
+
+def migration_map(migration, title="migration", **kw) -> PageMapView:
+    view = PageMapView(title, pm.MIGRATION_CLASSES, pm.MIGRATION_COLOURS, **kw)
+    return view.update(pm.migration_classes(migration))
+
+
+def info_migrate_html(stats: dict) -> str:
+    """``info migrate``-style counters as a small HTML table."""
+    ram = stats["ram"]
+    rows = [("status", stats["status"]), ("total time", f"{stats['total-time']} ms"),
+            ("setup", f"{stats['setup-time']} ms"),
+            ("downtime", "-" if stats["downtime"] is None else f"{stats['downtime']} ms"),
+            ("transferred ram", f"{ram['transferred'] >> 10} kbytes"),
+            ("remaining ram", f"{ram['remaining'] >> 10} kbytes"),
+            ("duplicate", f"{ram['duplicate']} pages"), ("normal", f"{ram['normal']} pages"),
+            ("free pages skipped", f"{ram['free-skipped']} pages"),
+            ("dirty sync count", ram["dirty-sync-count"])]
+    body = "".join(f"<tr><td>{k}</td><td style='text-align:right'>{v}</td></tr>" for k, v in rows)
+    return f"<table style='font-family:monospace'>{body}</table>"

@@ -333,9 +333,9 @@ class Migration:
             ra, rb, pa, block = seg
             a, b = self.pos, min(self.pos + window, rb)
             idx = np.flatnonzero(self.bmap[a:b])
-            if shortcut:
-                self.stats.visited += b - a     # migration_bitmap_find_dirty returns nr + 1
             if not len(idx):
+                if shortcut:
+                    self.stats.visited += b - a     # migration_bitmap_find_dirty returns nr + 1
                 scanned_empty += b - a
                 self.pos = b
                 continue
@@ -371,7 +371,10 @@ class Migration:
             used_cpu += cpu_ns * take
             sent += take
             self.last_sent_block = block
-            self.pos = int(pages[-1]) + 1 if take < len(idx) else b
+            new_pos = int(pages[-1]) + 1 if take < len(idx) else b
+            if shortcut:
+                self.stats.visited += new_pos - a
+            self.pos = new_pos
 
     # ------------------------------------------------------------------ the thread loop
     def ram_save_pending(self) -> int:

@@ -113,6 +113,8 @@ class Migration:
         self.total_pages = sum(b.used_length for b in self.blocks)      # last_ram_offset() >> 12
 
         self.now = 0.0
+        self.breakdown: dict[str, float] = {}      # simulated seconds by cause (see _spend)
+        self._last_send = (0.0, 0.0)
         self.vm_running = True
         self.phase = "setup"
         self.status = "setup"
@@ -169,7 +171,9 @@ class Migration:
         self._event("guest-snapshot", free_pages=int(count), free_blocks=int(nr_blocks))
         return bits[: self.mm.ram_pages], count, self.cost.guest_walk_s(count, nr_blocks)
 
-    def _spend(self, seconds: float):
+    def _spend(self, seconds: float, what: str):
+        """Let ``seconds`` of simulated time pass, booked under ``what`` in :attr:`breakdown`."""
+        self.breakdown[what] = self.breakdown.get(what, 0.0) + seconds
         self.now += seconds
         if self.vm_running:
             self.guest.advance(self.now)
@@ -196,7 +200,7 @@ class Migration:
         return self.mode == "pv" and self.registry.balloon_free_pages_support()
 
     def _do_ram_save_setup(self):
-        self._spend(self.cost.setup_ms * 1e-3)
+        self._spend(self.cost.setup_ms * 1e-3, "setup")
         if self.mode == "original":
             # original: every bit set, migration_dirty_pages = all RAM pages
             self.bmap = np.ones(self.total_pages, dtype=bool)
@@ -214,7 +218,7 @@ class Migration:
 
     def _do_memory_global_dirty_log_start(self):
         backed = int(np.count_nonzero(self.guest.memory.version))
-        self._spend(self.cost.dirty_log_start_s(backed))
+        self._spend(self.cost.dirty_log_start_s(backed), "dirty-log-start")
         self.guest.memory.dirty_log.start()
         return self._event("dirty-log-start", backed_pages=backed)
 
@@ -233,14 +237,14 @@ class Migration:
             if due is not None and np.isinf(due):
                 # The RFC waits synchronously: a guest that never answers stalls migration.
                 self.stall = "the guest never answered the free-page request"
-                self._spend(max(0.0, self.max_time_s - self.now))
+                self._spend(max(0.0, self.max_time_s - self.now), "free-page-wait")
                 self.status = "setup"
                 return self._event("stalled", reason=self.stall)
             if due is not None and due > self.now + POLL_INTERVAL_S:
                 skip = int(np.floor((due - self.now) / POLL_INTERVAL_S))
                 polls += skip
-                self._spend(skip * POLL_INTERVAL_S)
-            self._spend(POLL_INTERVAL_S)            # usleep(1000)
+                self._spend(skip * POLL_INTERVAL_S, "free-page-wait")
+            self._spend(POLL_INTERVAL_S, "free-page-wait")            # usleep(1000)
             polls += 1
             self.driver.run_until(self.now)
             ret, count = self.registry.balloon_get_free_pages(self.free_pages_bmap, self.now)
@@ -275,7 +279,7 @@ class Migration:
     # ------------------------------------------------------------------ the bitmap
     def migration_bitmap_sync(self) -> int:
         """Fetch KVM's dirty log, OR it into the migration bitmap; returns newly dirty pages."""
-        self._spend(self.cost.sync_s(self.total_pages))
+        self._spend(self.cost.sync_s(self.total_pages), "bitmap-sync")
         frames = self.guest.memory.dirty_log.fetch_and_clear()
         pages = pfn_to_ram_page(self.mm, frames) if len(frames) else frames
         was = self.bmap[pages]
@@ -321,6 +325,7 @@ class Migration:
         window = _WINDOW if np.isinf(time_budget) else int(min(_WINDOW, time_budget / per_page + 64))
         while True:
             elapsed = max(used_cpu, used_bytes / wire)
+            self._last_send = (used_cpu, used_bytes / wire)
             if elapsed >= time_budget or used_bytes >= byte_budget:
                 return sent, used_bytes, elapsed, False
             if scanned_empty >= self.total_pages:
@@ -395,7 +400,7 @@ class Migration:
         self.stats.transferred += nbytes
         self.window_bytes += nbytes
         self.stats.iterations += 1
-        self._spend(max(secs, EOS_BYTES / self.cost.wire_bytes_per_s))
+        self._spend_sending(max(secs, EOS_BYTES / self.cost.wire_bytes_per_s))
         return self._event("iterate", pages=sent, bytes=nbytes, seconds=secs,
                            bulk=self.ram_bulk_stage, migration_dirty_pages=self.migration_dirty_pages)
 
@@ -410,7 +415,7 @@ class Migration:
                 return self._migration_completion()
         if self.window_bytes >= self._xfer_limit():
             # rate limited: sleep until this 100 ms window ends
-            self._spend(max(0.0, self.window_start + BUFFER_DELAY_S - self.now))
+            self._spend(max(0.0, self.window_start + BUFFER_DELAY_S - self.now), "rate-limit-sleep")
             self._close_window()
         elif self.now - self.window_start >= BUFFER_DELAY_S - 1e-12:
             self._close_window()
@@ -420,6 +425,15 @@ class Migration:
             self.phase = "stopped"
             return self._event("not-converged", pending=self.migration_dirty_pages)
         return rec
+
+    def _spend_sending(self, seconds: float):
+        """Book sending time: the wire's share, and what the CPU (zero checks) adds on top."""
+        wire_part = min(seconds, self._last_send[1])
+        self.breakdown["send-wire"] = self.breakdown.get("send-wire", 0.0) + wire_part
+        self._spend(seconds - wire_part, "send-cpu")
+        self.now += wire_part
+        if self.vm_running:
+            self.guest.advance(self.now)
 
     def _close_window(self):
         """Every BUFFER_DELAY: measure bandwidth, derive max_size, reset the rate limit."""
@@ -438,7 +452,7 @@ class Migration:
         sent, nbytes, secs, _ = self._send(float("inf"), float("inf"))
         nbytes += EOS_BYTES
         self.stats.transferred += nbytes
-        self._spend(secs)
+        self._spend_sending(secs)
         self.downtime = self.now - stop
         self.total_time = self.now
         self.status = "completed"
@@ -521,6 +535,7 @@ class Migration:
                 "free-skipped": s.free_skipped,
             },
             "mode": self.mode,
+            "breakdown-ms": {k: round(v * 1000, 3) for k, v in self.breakdown.items()},
         }
         if self.stall:
             d["stall"] = self.stall

@@ -240,3 +240,14 @@ def test_the_wrong_order_is_caught(sc):
         assert v["lost-pages"] > 0
     reported_free = unpack_bitmap(m.free_pages_bmap, g.mm.ram_pages)
     assert reported_free[v["first-lost-ram-pages"]].all()
+
+
+@pytest.mark.parametrize("workload,mode", [("idle", "original"), ("hog", "pv"), ("dirtying", "pv")])
+def test_breakdown_accounts_for_all_the_time(workload, mode):
+    r = migrate("1G", workload, mode, track_pages=False)
+    b = r["breakdown-ms"]
+    assert sum(b.values()) == pytest.approx(r["total-time"], abs=1.0)
+    if mode == "original" and workload == "idle":
+        assert b["send-cpu"] > b["send-wire"]          # proving zero pages costs more than sending
+    if mode == "pv":
+        assert b["free-page-wait"] >= 1.0              # at least one 1 ms poll

@@ -244,10 +244,24 @@ def test_the_wrong_order_is_caught(sc):
 
 @pytest.mark.parametrize("workload,mode", [("idle", "original"), ("hog", "pv"), ("dirtying", "pv")])
 def test_breakdown_accounts_for_all_the_time(workload, mode):
-    r = migrate("1G", workload, mode, track_pages=False)
+    r = migrate("8G", workload, mode, track_pages=False)
     b = r["breakdown-ms"]
     assert sum(b.values()) == pytest.approx(r["total-time"], abs=1.0)
     if mode == "original" and workload == "idle":
         assert b["send-cpu"] > b["send-wire"]          # proving zero pages costs more than sending
     if mode == "pv":
         assert b["free-page-wait"] >= 1.0              # at least one 1 ms poll
+
+
+def test_a_hung_guest_stalls_the_rfc_and_a_bounded_wait_falls_back():
+    g, m = make(ram="512M", workload="hog", mode="pv", inject="guest-hangs", max_time_s=30)
+    r = m.run()
+    assert r["status"] == "setup" and "never answered" in r["stall"]
+    assert m.now == pytest.approx(30)
+    g, m = make(ram="512M", workload="hog", mode="pv", inject="guest-hangs", verify=True,
+                free_page_wait_timeout_s=0.2)
+    r = m.run()
+    assert r["status"] == "completed"
+    assert r["ram"]["free-skipped"] == 0 and r["verify"]["lost-pages"] == 0
+    assert any(e["kind"] == "free-pages-timeout" for e in r.timeline)
+    assert r["breakdown-ms"]["free-page-wait"] == pytest.approx(200, abs=1.5)

@@ -19,7 +19,9 @@ import numpy as np
 
 from ..guest import Guest
 from ..memmap import pc_memory_map
-from ..migration import MODES, STATE_NAMES, Migration
+from ..migration import STATE_NAMES, Migration
+
+MODES = ("original", "pv")        # the two sides of the player: before and after the RFC
 from ..units import MiB, parse_size
 from . import pagemap as pm
 

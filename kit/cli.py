@@ -95,7 +95,9 @@ def build_parser():
     p = sub.add_parser("migrate", help="migrate a modelled guest and print query-migrate statistics")
     p.add_argument("--ram", default="8G", help="guest RAM (default 8G)")
     p.add_argument("--workload", default="idle", help="idle, hog or dirtying")
-    p.add_argument("--mode", default="original", help="original or pv (the RFC)")
+    p.add_argument("--mode", default="original",
+                   help="original, pv (the RFC), hint (free page hinting, QEMU 4.0) or "
+                        "report (free page reporting's steady state)")
     _add_machine(p)
     p.add_argument("--preset", default="seed-2016", help="cost model preset")
     p.add_argument("--verify", action="store_true", help="check every page at the destination")
@@ -178,7 +180,18 @@ def cmd_migrate(a):
              f"duplicate: {ram['duplicate']} pages", f"skipped: {ram['skipped']} pages",
              f"normal: {ram['normal']} pages", f"normal bytes: {ram['normal-bytes'] >> 10} kbytes",
              f"dirty sync count: {ram['dirty-sync-count']}",
-             f"free pages skipped (RFC): {ram['free-skipped']} pages"]
+             f"free pages skipped ({'hints' if s['mode'] == 'hint' else 'RFC'}): "
+             f"{ram['free-skipped']} pages"]
+    if "free-page-hint" in s:
+        h = s["free-page-hint"]
+        ids = ", ".join(f"{i:#x}" for i in h["cmd-ids"]) or "none"
+        lines.append(f"free page hint: {h['rounds']} rounds (cmd ids {ids}), "
+                     f"{h['blocks-hinted']} blocks of 4 MiB hinted, "
+                     f"{h['blocks-freed-at-done']} freed at DONE")
+    if "free-page-reporting" in s:
+        rp = s["free-page-reporting"]
+        lines.append(f"free page reporting: {rp['reported-pages']} pages reported before migration "
+                     f"(read as zero)")
     if "stall" in s:
         lines.append(f"stalled: {s['stall']}")
     if "verify" in s:

@@ -1,4 +1,4 @@
-"""Pre-copy RAM migration as in QEMU 2.5/2.6, original and with the RFC's patches 3 and 4.
+"""Pre-copy RAM migration as in QEMU 2.5/2.6: original, with the RFC's patches 3 and 4, or its successors.
 
 One :class:`Migration` is QEMU's migration thread for one guest.  ``step()``
 runs one action (a part of ``ram_save_setup``, one turn of the migration
@@ -16,6 +16,20 @@ Wire format (per page): a zero page is an 8-byte header (offset | flag) plus
 one byte, 9 bytes; any other page is the header plus 4096 bytes, 4104 bytes.
 The first page sent from a RAMBlock after another block's carries the block's
 name (1 + length bytes).  Every ``ram_save_iterate`` ends with an 8-byte EOS.
+
+Modes (:data:`MODES`):
+
+* ``original``: QEMU 2.5 as it was;
+* ``pv``: the 2016 RFC (patches 3 and 4 here, 1 and 2 in :mod:`kit.memmap` and :mod:`kit.balloon`);
+* ``hint``: free page hinting, the RFC's merged successor (Linux 4.20, QEMU 4.0,
+  ``free-page-hint=on``).  The bitmap starts all ones as in the original.  After
+  the first sync a hinting round starts, and hints clear bits while RAM saving
+  goes on.  Hinting stops before every sync, and DONE comes at the end.  See
+  :mod:`kit.hinting`.
+* ``report``: free page reporting (Linux 5.7, QEMU ``free-page-reporting=on``)
+  in its steady state.  The guest's free blocks of 2 MiB or more have been
+  discarded by the host and read zero.  Migration is the original algorithm.
+  See :mod:`kit.reporting`.
 """
 from __future__ import annotations
 
@@ -29,10 +43,13 @@ from .costmodel import CostModel, get_preset
 from .errors import KitError, UnknownNameError
 from .guest import Guest
 from .guest.balloon_driver import VirtioBalloonDriver
+from .hinting import (HINT_BLOCK_PAGES, VIRTIO_BALLOON_F_FREE_PAGE_HINT, VIRTIO_BALLOON_F_REPORTING,
+                      FreePageHinting)
+from .reporting import report_free_pages
 from .memmap import pfn_to_ram_page
 from .units import MiB, TARGET_PAGE_SIZE
 
-MODES = ("original", "pv")
+MODES = ("original", "pv", "hint", "report")
 INJECTIONS = ("free-pages-before-dirty-log", "guest-reports-used-pages-free", "wrong-lowmem",
               "guest-hangs")
 
@@ -72,14 +89,15 @@ class Stats:
     duplicate: int = 0        # zero pages sent as 9-byte records
     normal: int = 0           # full pages sent
     skipped: int = 0          # always 0 since QEMU 1.5.3
-    free_skipped: int = 0     # pages the RFC filtered out as free in the guest
+    free_skipped: int = 0     # pages skipped as free: filtered by the RFC, or cleared by hints
     dirty_sync_count: int = 0
     iterations: int = 0
     visited: int = 0          # pages the bulk-stage shortcut looked at without reading the bitmap
 
 
 class Migration:
-    """QEMU's migration thread for ``guest``, in ``mode`` "original" or "pv" (the RFC).
+    """QEMU's migration thread for ``guest``, in ``mode`` "original", "pv" (the RFC),
+    "hint" (free page hinting) or "report" (free page reporting's steady state).
 
     Parameters: ``preset`` (a cost model or its name), ``verify`` (keep the
     destination's copy of every page and count lost pages at switch-over),
@@ -88,7 +106,9 @@ class Migration:
     leave it out), ``track_pages`` (keep a per-page state for pictures),
     ``max_time_s`` (stop a migration that does not converge), ``lie_fraction``
     (with the lying-guest injection: the share of used pages reported free),
-    ``guest_features`` (what the guest's balloon driver supports; default all),
+    ``guest_features`` (what the guest's balloon driver supports; default all; bit 3
+    is the RFC's feature in mode "pv" and free page hinting in mode "hint", bit 5 is
+    free page reporting),
     ``free_page_wait_timeout_s`` (None waits for the guest forever, as the RFC does;
     a number gives up after that long and sends every page).
     """
@@ -167,6 +187,25 @@ class Migration:
                                                self.balloon)
         self._snapshot_time = None
 
+        # The RFC's successors (kit/hinting.py, kit/reporting.py).
+        self.hinting = None
+        self.reporting = None
+        if mode == "hint":
+            self.hinting = FreePageHinting(guest, self.cost.hint_ns_per_block,
+                                           self._guest_has(VIRTIO_BALLOON_F_FREE_PAGE_HINT, guest_features))
+            if not self.hinting.supported:
+                self._event("free-page-hint-unsupported")
+        elif mode == "report":
+            if self._guest_has(VIRTIO_BALLOON_F_REPORTING, guest_features):
+                self.reporting = report_free_pages(guest)
+                self._event("free-page-reporting", **self.reporting.summary())
+            else:
+                self._event("free-page-reporting-unsupported")
+
+    @staticmethod
+    def _guest_has(fbit, guest_features) -> bool:
+        return guest_features is None or _balloon.virtio_has_feature(guest_features, fbit)
+
     # ------------------------------------------------------------------ guest side
     def _free_page_source(self, low_mem, now):
         """The guest answers the request: walk the free lists now, reply after the walk."""
@@ -192,7 +231,7 @@ class Migration:
 
     # ------------------------------------------------------------------ setup
     def _setup_plan(self):
-        if self.mode == "original":
+        if self.mode != "pv":       # original, and hint and report (QEMU 4.0/5.1 set up the same way)
             return ["ram_save_setup", "memory_global_dirty_log_start", "migration_bitmap_sync"]
         if self.inject == "free-pages-before-dirty-log":
             return ["ram_save_setup", "balloon_get_free_pages", "wait_free_pages",
@@ -208,7 +247,7 @@ class Migration:
 
     def _do_ram_save_setup(self):
         self._spend(self.cost.setup_ms * 1e-3, "setup")
-        if self.mode == "original":
+        if self.mode != "pv":
             # original: every bit set, migration_dirty_pages = all RAM pages
             self.bmap = np.ones(self.total_pages, dtype=bool)
             self.migration_dirty_pages = self.total_pages
@@ -224,7 +263,10 @@ class Migration:
                            free_page_support=self.pv_active)
 
     def _do_memory_global_dirty_log_start(self):
-        backed = int(np.count_nonzero(self.guest.memory.version))
+        if self.reporting is None:
+            backed = int(np.count_nonzero(self.guest.memory.version))
+        else:                       # pages the host discarded are not backed (kit/reporting.py)
+            backed = self.reporting.backed_pages(self.guest)
         self._spend(self.cost.dirty_log_start_s(backed), "dirty-log-start")
         self.guest.memory.dirty_log.start()
         return self._event("dirty-log-start", backed_pages=backed)
@@ -291,7 +333,19 @@ class Migration:
 
     # ------------------------------------------------------------------ the bitmap
     def migration_bitmap_sync(self) -> int:
-        """Fetch KVM's dirty log, OR it into the migration bitmap; returns newly dirty pages."""
+        """Fetch KVM's dirty log, OR it into the migration bitmap; returns newly dirty pages.
+
+        In mode "hint" the precopy notifiers run around it: hinting stops before
+        the sync; after it a new round starts if the VM runs, else DONE.
+        """
+        if self.hinting is not None:
+            self._hint_before_sync()
+        new = self._bitmap_sync()
+        if self.hinting is not None:
+            self._hint_after_sync()
+        return new
+
+    def _bitmap_sync(self) -> int:
         self._spend(self.cost.sync_s(self.total_pages), "bitmap-sync")
         frames = self.guest.memory.dirty_log.fetch_and_clear()
         pages = pfn_to_ram_page(self.mm, frames) if len(frames) else frames
@@ -308,6 +362,98 @@ class Migration:
             self.dirty_pages_rate = self._rate_period_pages / (self.now - self._rate_period_start)
             self._rate_period_start, self._rate_period_pages = self.now, 0
         return new
+
+    # ------------------------------------------------------------------ free page hinting
+    def _hint_before_sync(self):
+        """PRECOPY_NOTIFY_BEFORE_BITMAP_SYNC: apply the hints that arrived, then STOP."""
+        h = self.hinting
+        if not h.active:
+            return
+        self._apply_hints(self.now)
+        # by="guest": the guest had hinted all it could and sent its own stop id first
+        by = "guest" if not h.pending and self.now >= h.rounds[-1]["guest_finishes"] else "host"
+        rnd = h.stop(self.now)
+        self._event("hint-stop", cmd_id=rnd["cmd_id"], by=by, hinted_blocks=rnd["hinted_blocks"],
+                    pages_cleared=rnd["pages_cleared"], dropped_at_stop=rnd["dropped_at_stop"],
+                    dropped_busy=rnd["dropped_busy"])
+
+    def _hint_after_sync(self):
+        """PRECOPY_NOTIFY_AFTER_BITMAP_SYNC: a new round while the VM runs, else DONE."""
+        h = self.hinting
+        if self.vm_running:
+            rnd = h.start(self.now)
+            if rnd is not None:
+                self._event("hint-start", cmd_id=rnd["cmd_id"], round=len(h.rounds),
+                            planned_blocks=rnd["planned_blocks"], guest_finishes=rnd["guest_finishes"])
+        elif h.status != "done":
+            freed = h.done(self.now)
+            if h.supported:
+                self._event("hint-done", blocks_freed=freed, pages_freed=freed * HINT_BLOCK_PAGES)
+
+    def _apply_hints(self, t: float) -> int:
+        """The iothread: feed every hint that reached QEMU by time ``t`` to the bitmap."""
+        blocks = self.hinting.take_arrived(t)
+        if not len(blocks):
+            return 0
+        cleared = self.qemu_guest_free_page_hint(blocks)
+        rnd = self.hinting.rounds[-1]
+        rnd["pages_cleared"] += cleared
+        t = self.hinting.last_arrival
+        last = self.timeline[-1] if self.timeline else None
+        if last is not None and last["kind"] == "hints" and last["cmd_id"] == rnd["cmd_id"]:
+            # hints that arrive between two other events are one record (t: the last arrival)
+            last.update(t=t, blocks=last["blocks"] + int(len(blocks)),
+                        pages_cleared=last["pages_cleared"] + cleared,
+                        migration_dirty_pages=self.migration_dirty_pages)
+        else:
+            self._event("hints", t=t, cmd_id=rnd["cmd_id"], blocks=int(len(blocks)), pages_cleared=cleared,
+                        migration_dirty_pages=self.migration_dirty_pages)
+        return cleared
+
+    def qemu_guest_free_page_hint(self, blocks) -> int:
+        """Clear hinted 4 MiB blocks (guest block numbers) in the bitmap; returns bits cleared.
+
+        Only bits still set count: ``migration_dirty_pages`` drops by those.  A
+        page already sent stays sent.  Vectorised: the blocks of one alias of pc.ram
+        are rows of a (n, 1024) view of the bitmap.
+        """
+        cleared = 0
+        frames = np.asarray(blocks, np.int64) * HINT_BLOCK_PAGES
+        if len(frames) <= 4:                       # a few blocks (the usual case): plain slices
+            for f in frames.tolist():
+                ra, pa = next((ra, pa) for ra, rb, pa in self.guest.memory.ram_segments()
+                              if pa <= f < pa + rb - ra)
+                r = f - pa + ra
+                bits = self.bmap[r:r + HINT_BLOCK_PAGES]
+                cnt = int(np.count_nonzero(bits))
+                if cnt and self.page_state is not None:
+                    self.page_state[r:r + HINT_BLOCK_PAGES][bits] = SKIPPED_FREE
+                bits[:] = False
+                cleared += cnt
+            self.migration_dirty_pages -= cleared
+            self.stats.free_skipped += cleared
+            return cleared
+        for ra, rb, pa in self.guest.memory.ram_segments():
+            sel = frames[(frames >= pa) & (frames < pa + rb - ra)]
+            if not len(sel):
+                continue
+            # a hinted block is free, so all of it is RAM and inside this alias
+            s = (ra - pa) % HINT_BLOCK_PAGES
+            n = (self.total_pages - s) // HINT_BLOCK_PAGES
+            rows = (sel - pa + ra - s) // HINT_BLOCK_PAGES
+            view = self.bmap[s:s + n * HINT_BLOCK_PAGES].reshape(n, HINT_BLOCK_PAGES)
+            bits = view[rows]
+            cnt = int(np.count_nonzero(bits))
+            view[rows] = False
+            if self.page_state is not None and cnt:
+                ps = self.page_state[s:s + n * HINT_BLOCK_PAGES].reshape(n, HINT_BLOCK_PAGES)
+                sub = ps[rows]
+                sub[bits] = SKIPPED_FREE
+                ps[rows] = sub
+            cleared += cnt
+        self.migration_dirty_pages -= cleared
+        self.stats.free_skipped += cleared
+        return cleared
 
     # ------------------------------------------------------------------ sending pages
     def _segments(self):
@@ -331,7 +477,9 @@ class Migration:
         segs = self._segments()
         used_cpu, used_bytes, sent = 0.0, 0, 0
         scanned_empty = 0
-        shortcut = self.mode == "original" and self.ram_bulk_stage
+        # QEMU 4.0 with free page hinting reads the bitmap in the bulk stage too (fpo_enabled)
+        shortcut = self.mode in ("original", "report") and self.ram_bulk_stage
+        hint = self.hinting
         # Size the first batch for full pages (the common case) and double it
         # whenever a batch is used up without reaching the budget.
         per_page = max(cpu_ns, NORMAL_PAGE_BYTES / wire)
@@ -339,6 +487,8 @@ class Migration:
         while True:
             elapsed = max(used_cpu, used_bytes / wire)
             self._last_send = (used_cpu, used_bytes / wire)
+            if hint is not None and hint.next_arrival() <= self.now + elapsed:
+                self._apply_hints(self.now + elapsed)      # the iothread ran meanwhile
             if elapsed >= time_budget or used_bytes >= byte_budget:
                 return sent, used_bytes, elapsed, False
             if scanned_empty >= self.total_pages:
@@ -372,6 +522,11 @@ class Migration:
                 take = int(np.searchsorted(cum_bytes, byte_limit, side="left")) + 1
             if cpu_ns > 0 and used_cpu + cpu_ns * take >= time_budget:
                 take = min(take, max(1, int(np.ceil((time_budget - used_cpu) / cpu_ns))))
+            if hint is not None and hint.pending and pa is not None:
+                raced = self._hint_race(take, idx, a, ra, pa, used_cpu, cpu_ns, cum_bytes, nbytes, wire)
+                if raced < take:
+                    # a hint lands just ahead: look at about one 4 MiB block at a time for a while
+                    take, window = raced, HINT_BLOCK_PAGES // 2
             if take == len(idx):
                 window = min(2 * window, _WINDOW)
             pages = a + idx[:take]
@@ -393,6 +548,25 @@ class Migration:
             if shortcut:
                 self.stats.visited += new_pos - a
             self.pos = new_pos
+
+    def _hint_race(self, take, idx, a, ra, pa, used_cpu, cpu_ns, cum_bytes, nbytes, wire):
+        """Stop the batch before the first page a hint reaches before the scan does.
+
+        Page k of the batch is reached at now + max(CPU so far, bytes so far / wire).
+        If its block's hint has arrived by then, the bitmap no longer has its bit:
+        send only the pages before it, so the next batch applies that hint first.
+        """
+        arrivals = self.hinting.block_arrival
+        off = pa - ra + a
+        b0, b1 = (off + int(idx[0])) // HINT_BLOCK_PAGES, (off + int(idx[take - 1])) // HINT_BLOCK_PAGES
+        end = self.now + max(used_cpu + cpu_ns * take, cum_bytes[take - 1] / wire)
+        if not arrivals[b0:b1 + 1].min() <= end:       # no hint lands in this batch's range in time
+            return take
+        arrival = arrivals[(off + idx[:take]) // HINT_BLOCK_PAGES]
+        k = np.arange(take)
+        reach = self.now + np.maximum(used_cpu + cpu_ns * k, (cum_bytes[:take] - nbytes[:take]) / wire)
+        hit = np.flatnonzero(arrival <= reach)
+        return max(1, int(hit[0])) if len(hit) else take
 
     # ------------------------------------------------------------------ the thread loop
     def ram_save_pending(self) -> int:
@@ -420,6 +594,8 @@ class Migration:
     def _thread_turn(self):
         """One turn of migration_thread's loop: pending check, iterate or complete, bandwidth."""
         rec = None
+        if self.hinting is not None and self.hinting.pending:
+            self._apply_hints(self.now)
         if self.window_bytes < self._xfer_limit():
             pending = self.ram_save_pending()
             if pending and pending >= self.max_size:
@@ -550,6 +726,11 @@ class Migration:
             "mode": self.mode,
             "breakdown-ms": {k: round(v * 1000, 3) for k, v in self.breakdown.items()},
         }
+        if self.hinting is not None:
+            d["free-page-hint"] = self.hinting.summary()
+        if self.mode == "report":
+            d["free-page-reporting"] = (self.reporting.summary() if self.reporting is not None
+                                        else {"reported-pages": 0, "supported": False})
         if self.stall:
             d["stall"] = self.stall
         if self.verify_result is not None:

@@ -205,6 +205,34 @@ def test_migrate_human_output_matches_json():
     assert f"free pages skipped (RFC): {s['ram']['free-skipped']} pages" in out
 
 
+def test_migrate_mode_hint():
+    s = run_json("migrate", "--ram", "1G", "--workload", "hog", "--mode", "hint", "--verify")
+    orig = run_json("migrate", "--ram", "1G", "--workload", "hog", "--mode", "original")
+    assert s["status"] == "completed" and s["mode"] == "hint"
+    assert s["verify"]["lost-pages"] == 0
+    assert s["ram"]["free-skipped"] > 0.5 * (GiB // PAGE)
+    assert s["ram"]["transferred"] < orig["ram"]["transferred"] / 4
+    h = s["free-page-hint"]
+    assert h["cmd-ids"][0] == 0x80000000 and h["blocks-hinted"] == h["blocks-freed-at-done"] > 0
+    rc, out, err = run("migrate", "--ram", "1G", "--workload", "hog", "--mode", "hint")
+    assert rc == 0 and err == ""
+    assert f"free pages skipped (hints): {s['ram']['free-skipped']} pages" in out
+    assert "cmd ids 0x80000000" in out
+
+
+def test_migrate_mode_report():
+    s = run_json("migrate", "--ram", "1G", "--workload", "hog", "--mode", "report", "--verify")
+    orig = run_json("migrate", "--ram", "1G", "--workload", "hog", "--mode", "original")
+    assert s["status"] == "completed" and s["mode"] == "report"
+    assert s["verify"]["lost-pages"] == 0
+    assert s["ram"]["free-skipped"] == 0                   # reported pages are still read...
+    assert s["ram"]["duplicate"] > orig["ram"]["duplicate"] + s["free-page-reporting"]["reported-pages"] // 2
+    assert s["ram"]["transferred"] < orig["ram"]["transferred"] / 4    # ...but sent as zero pages
+    rc, out, err = run("migrate", "--ram", "1G", "--workload", "hog", "--mode", "report")
+    assert rc == 0 and err == ""
+    assert "free page reporting: " in out and "mode: report" in out
+
+
 def test_migrate_defaults_and_options():
     # machine / max-ram-below-4g reach the model: total RAM is the same, the run completes
     s = run_json("migrate", "--ram", "1G", "--machine", "q35", "--max-ram-below-4g", "512M",
@@ -290,7 +318,7 @@ BAD = [
     (["--ram", "8G"], []),
     # migrate
     (["migrate", "--workload", "nope"], ["unknown workload", "idle"]),
-    (["migrate", "--mode", "fast"], ["unknown mode", "pv"]),
+    (["migrate", "--mode", "fast"], ["unknown mode", "pv", "hint", "report"]),
     (["migrate", "--preset", "seed-1999"], ["unknown preset", "seed-2016"]),
     (["migrate", "--inject", "cosmic-ray"], ["unknown injection", "free-pages-before-dirty-log"]),
     (["migrate", "--machine", "isapc"], ["unknown machine"]),

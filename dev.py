@@ -8,7 +8,9 @@ Both create ``.venv`` next to this file if it is missing and install the kit
 into it with ``pip install -e '.[notebook,test]'``.  The install is skipped
 while ``.venv/.kit-installed`` holds the hash of the current pyproject.toml,
 so editing pyproject.toml triggers a reinstall; editing kit/ does not need one
-(editable install).
+(editable install).  ``test`` also apt-installs the system tools in
+SYSTEM_PACKAGES (Debian's chromium for the browser tests) when they are
+missing, as root only; without them those tests skip.
 """
 import hashlib
 import os
@@ -37,10 +39,14 @@ NBVAL_ARGS = [
     "--nbval-cell-timeout=600",
 ]
 
-# (binary, apt packages) pairs that `dev.py test` makes sure of.  Empty for
-# now; later e.g. ("/usr/bin/chromium", ["chromium", "fonts-dejavu-core",
-# "fonts-liberation"]) and ("qemu-system-x86_64", ["qemu-system-x86"]).
-SYSTEM_PACKAGES = []
+# (binary, apt packages) pairs that `dev.py test` makes sure of (as root with
+# apt-get only; otherwise the tests that need them skip).  Later perhaps also
+# ("qemu-system-x86_64", ["qemu-system-x86"]).
+SYSTEM_PACKAGES = [
+    # tests/test_browser.py: Playwright drives Debian's chromium (never
+    # `playwright install`).  Fonts are only Recommends of chromium.
+    ("/usr/bin/chromium", ["chromium", "fonts-dejavu-core", "fonts-liberation"]),
+]
 
 
 def die(msg, code=2):
@@ -135,15 +141,29 @@ def ensure_system_packages(pairs):
         say(f"not installing {names} (needs root and apt-get); tests that need them will skip")
         return
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    quiet = {"stdout": subprocess.DEVNULL}
-    if run(["apt-get", "update", "-q"], env=env, **quiet) != 0:
-        say("apt-get update failed; tests that need " + names + " will skip")
+
+    def apt(*args):
+        """Run apt-get quietly; '' on success, else the last line it printed."""
+        try:
+            p = subprocess.run(["apt-get", *args], env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        except OSError as e:
+            return str(e)
+        if p.returncode == 0:
+            return ""
+        lines = [ln.strip() for ln in p.stderr.splitlines() if ln.strip()]
+        return lines[-1] if lines else f"exit status {p.returncode}"
+
+    pkgs = " ".join(p for _, ps in missing for p in ps)
+    say(f"installing {pkgs} with apt-get, for {names} (first time: about half a minute)")
+    err = apt("update", "-q")
+    if err:
+        say(f"apt-get update failed ({err}); tests that need {names} will skip")
         return
     for b, pkgs in missing:
-        say(f"apt-get install {' '.join(pkgs)} (for {b})")
-        if run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *pkgs],
-               env=env, **quiet) != 0:
-            say(f"apt-get install {' '.join(pkgs)} failed; tests that need {b} will skip")
+        err = apt("install", "-y", "-q", "--no-install-recommends", *pkgs)
+        if err:
+            say(f"apt-get install {' '.join(pkgs)} failed ({err}); tests that need {b} will skip")
 
 
 def free_port(preferred=8888):

@@ -118,3 +118,16 @@ def test_readme_shows_the_two_commands():
     text = readme.read_text()
     assert OPEN_CMD in text
     assert TEST_CMD in text
+
+
+def test_dev_test_provides_the_browser_tests_tools():
+    """`dev.py test` pip-installs playwright + voila and apt-installs chromium (tests/test_browser.py)."""
+    import importlib.util
+    test_extra = {norm(r) for r in pyproject()["optional-dependencies"]["test"]}
+    assert {"playwright", "voila"} <= test_extra
+    spec = importlib.util.spec_from_file_location("dev_script", ROOT / "dev.py")
+    dev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev)
+    apt = dict((binary, pkgs) for binary, pkgs in dev.SYSTEM_PACKAGES)
+    assert "chromium" in apt.get("/usr/bin/chromium", [])
+    assert {"fonts-dejavu-core", "fonts-liberation"} <= set(apt["/usr/bin/chromium"])

@@ -1,0 +1,253 @@
+"""One lab experiment: boot a guest, migrate it over 127.0.0.1, check the destination.
+
+:func:`run_experiment` returns one row (a dict, see :data:`SCHEMA`).  Bad
+input and a missing tool raise before anything starts; a failure while QEMU
+runs (boot, migration, destination health) is caught and recorded in the row
+with ``status: "failed"``, the stage and the message, so a matrix never drops
+a run silently.  Both QEMUs are stopped and the temp folder removed on every
+path, Ctrl-C included.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import KitError, UnknownNameError
+from ..units import MiB, TARGET_PAGE_SIZE, parse_size
+from .errors import LabError, LabMissingError
+from .image import build_guest
+from .qemu import BAD_CONSOLE, Qemu, command_line, qemu_binary
+
+SCHEMA = "kit-lab-run/1"
+WORKLOADS = ("idle", "hog", "stress")
+MACHINES = ("pc", "q35")
+UNLIMITED = 1 << 40   # max-bandwidth in bytes/s that QEMU never reaches on loopback
+
+
+@dataclasses.dataclass
+class LabConfig:
+    """What one lab run does.  ``bandwidth`` is QEMU's max-bandwidth in bytes/s
+    (None: no limit); ``init_on_alloc`` is the guest kernel's setting (0 is what
+    2016-era kernels did; Debian's default is 1)."""
+    ram: str = "1G"
+    workload: str = "idle"
+    free_page_hint: bool = False
+    bandwidth: int | None = None
+    downtime_limit_ms: int = 300
+    init_on_alloc: int = 0
+    machine: str = "pc"
+    hog_percent: int = 90
+    settle_s: float = 1.0
+    boot_timeout_s: float = 120.0
+    migrate_timeout_s: float = 300.0
+    health_timeout_s: float = 20.0
+    verify: bool = False
+
+    def check(self) -> int:
+        """Validate; return the RAM in MiB.  Raises a KitError saying what to fix."""
+        ram = parse_size(self.ram, what="--ram")
+        if ram % MiB or ram < 128 * MiB:
+            raise KitError(f"--ram {self.ram}: the lab guest needs a whole number of MiB, "
+                           f"at least 128M (e.g. 1G)")
+        if ram > 3 * 1024 * MiB:
+            raise KitError(f"--ram {self.ram}: keep lab guests at most 3G (all RAM below the "
+                           f"PCI hole, and two QEMUs of that size must fit in this host)")
+        if self.workload not in WORKLOADS:
+            raise UnknownNameError(f"unknown lab workload {self.workload!r}; choose one of "
+                                   f"{', '.join(WORKLOADS)}")
+        if self.machine not in MACHINES:
+            raise UnknownNameError(f"unknown lab machine {self.machine!r}; choose pc or q35")
+        if self.init_on_alloc not in (0, 1):
+            raise KitError(f"init_on_alloc must be 0 or 1, not {self.init_on_alloc!r}")
+        if self.bandwidth is not None and self.bandwidth <= 0:
+            raise KitError("--bandwidth must be positive (bytes/s, e.g. 1G), or none")
+        if not 1 <= self.hog_percent <= 100:
+            raise KitError(f"hog percent {self.hog_percent} must be within 1..100")
+        if self.verify and self.workload != "stress":
+            raise KitError("--verify checks the stress workload's stamps: use --workload stress")
+        return ram // MiB
+
+    def append(self) -> str:
+        """The guest kernel's command line."""
+        parts = ["console=ttyS0", "panic=-1", "quiet", f"init_on_alloc={self.init_on_alloc}",
+                 f"kit.workload={self.workload}", f"kit.hog={self.hog_percent}"]
+        return " ".join(parts)
+
+
+def parse_bandwidth(text) -> int | None:
+    if text is None or str(text).strip().lower() in ("none", "unlimited", ""):
+        return None
+    return parse_size(text, what="--bandwidth", page_aligned=False)
+
+
+def _available_bytes():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _host():
+    return {"node": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
+            "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+
+
+def derived(qm: dict, ram_mib: int) -> dict:
+    """Pages of the guest, sent and skipped, from one query-migrate reply.
+
+    QEMU 7.2 has no counter of hinted pages, so ``skipped`` is the guest's pages
+    minus those sent as zero pages (``duplicate``) or in full (``normal``).  A
+    page sent twice (dirtied again) counts twice in ``normal``, so skipped can
+    undercount, never overcount, when the guest writes during migration."""
+    ram = qm.get("ram", {})
+    page = ram.get("page-size", TARGET_PAGE_SIZE) or TARGET_PAGE_SIZE
+    guest_pages = ram_mib * MiB // page
+    sent = ram.get("duplicate", 0) + ram.get("normal", 0)
+    return {"guest-pages": guest_pages, "zero-pages": ram.get("duplicate", 0),
+            "normal-pages": ram.get("normal", 0), "pages-sent": sent,
+            "pages-skipped": max(guest_pages - sent, 0),
+            "sent-fraction": round(sent / guest_pages, 4),
+            "total-time-ms": qm.get("total-time"), "downtime-ms": qm.get("downtime"),
+            "setup-time-ms": qm.get("setup-time"), "transferred-bytes": ram.get("transferred"),
+            "transferred-kb": (ram.get("transferred") or 0) >> 10}
+
+
+def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None) -> dict:
+    """Run one lab experiment (see the module doc); returns its row."""
+    ram_mib = cfg.check()
+    binary = qemu_binary()
+    avail = _available_bytes()
+    need = 2 * ram_mib * MiB + 512 * MiB
+    if avail is not None and avail < need:
+        raise LabError(f"--ram {cfg.ram}: two QEMUs need about {need >> 20} MiB here, only "
+                       f"{avail >> 20} MiB is available; use a smaller --ram")
+    guest = guest or build_guest(log=log)
+    row = {"schema": SCHEMA, "status": "failed", "stage": "start", "error": None,
+           "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "config": dataclasses.asdict(cfg) | {"ram-mib": ram_mib},
+           "qemu": {"binary": binary}, "guest": {
+               "kernel-package": guest.kernel_package, "busybox-package": guest.busybox_package,
+               "modules": list(guest.modules), "compiler": guest.compiler,
+               "append": cfg.append()},
+           "host": _host()}
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="kit-lab-") as tmp:
+        tmp = Path(tmp)
+        common = dict(ram_mib=ram_mib, kernel=guest.kernel, initrd=guest.initrd,
+                      append=cfg.append(), free_page_hint=cfg.free_page_hint, machine=cfg.machine)
+        src = Qemu("source", command_line(binary, qmp=tmp / "src.qmp", console=tmp / "src.console",
+                                          **common), tmp, tmp / "src.console", tmp / "src.qmp")
+        dst = Qemu("destination", command_line(binary, qmp=tmp / "dst.qmp", console=tmp / "dst.console",
+                                               incoming=True, **common),
+                   tmp, tmp / "dst.console", tmp / "dst.qmp")
+        row["command-lines"] = {"source": src.cmd, "destination": dst.cmd}
+        try:
+            _run(cfg, ram_mib, src, dst, row, log, tmp)
+        except LabError as e:
+            row["error"] = str(e)
+        finally:
+            row["source-console-tail"] = src.console_tail()
+            row.setdefault("destination", {})["console-tail"] = dst.console_tail()
+            src.stop()
+            dst.stop()
+    row["wall-s"] = round(time.monotonic() - t0, 2)
+    row["host"]["loadavg-after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    if row["error"] is None:
+        row["status"], row["stage"] = "ok", "done"
+    return row
+
+
+def _run(cfg, ram_mib, src, dst, row, log, tmp):
+    row["stage"] = "boot"
+    log(f"booting the source ({cfg.ram}, {cfg.workload}, free-page-hint="
+        f"{'on' if cfg.free_page_hint else 'off'})")
+    src.start()
+    row["qemu"]["version"] = src.qmp.version.get("qemu")
+    row["qemu"]["package"] = src.qmp.version.get("package", "").strip()
+    t_boot = time.monotonic()
+    m = src.wait_console(r"KIT-READY[^\n]*\n", cfg.boot_timeout_s, "KIT-READY")
+    row["guest"]["ready-line"] = m.group(0).strip()
+    row["guest"]["boot-s"] = round(time.monotonic() - t_boot, 2)
+    for line in src.console_text().splitlines():
+        if line.startswith(("KIT-HOG", "KIT-BALLOON", "KIT-STRESS")):
+            row["guest"][line.split()[0].lower()] = line.strip()
+    time.sleep(cfg.settle_s)
+
+    row["stage"] = "destination"
+    dst.start()
+    dst.qmp.execute("migrate-incoming", uri="tcp:127.0.0.1:0")
+    addr = dst.qmp.execute("query-migrate").get("socket-address") or []
+    port = next((a.get("port") for a in addr if a.get("type") in ("inet", "tcp")), None)
+    if not port:
+        raise LabError(f"the destination did not say which port it listens on: {addr}")
+
+    row["stage"] = "migrate"
+    src.qmp.execute("migrate-set-parameters", **{
+        "max-bandwidth": cfg.bandwidth or UNLIMITED, "downtime-limit": cfg.downtime_limit_ms})
+    row["migrate-parameters"] = src.qmp.execute("query-migrate-parameters")
+    log(f"migrating to 127.0.0.1:{port}")
+    src.qmp.execute("migrate", uri=f"tcp:127.0.0.1:{port}")
+    deadline = time.monotonic() + cfg.migrate_timeout_s
+    while True:
+        qm = src.qmp.execute("query-migrate")
+        status = qm.get("status")
+        if status in ("completed", "failed", "cancelled"):
+            break
+        if time.monotonic() > deadline:
+            src.qmp.execute("migrate_cancel")
+            row["query-migrate"] = qm
+            raise LabError(f"migration did not complete within {cfg.migrate_timeout_s:.0f} s "
+                           f"(status {status}); cancelled")
+        if not src.alive():
+            raise LabError(f"the source QEMU died during migration: {src.log_tail(1)}")
+        time.sleep(0.05)
+    t_done = time.monotonic()
+    row["query-migrate"] = qm
+    row["derived"] = derived(qm, ram_mib)
+    if status != "completed":
+        raise LabError(f"migration {status}: {qm.get('error-desc', 'no reason given')}")
+
+    row["stage"] = "destination-health"
+    health = row.setdefault("destination", {})
+    health["status"] = dst.qmp.execute("query-status").get("status")
+    if health["status"] != "running":
+        raise LabError(f"destination is {health['status']!r} after switch-over, not running")
+    m = dst.wait_console(r"KIT-HB (\d+)", cfg.health_timeout_s, "heartbeat after switch-over")
+    health["heartbeat"] = int(m.group(1))
+    health["heartbeat-after-s"] = round(time.monotonic() - t_done, 2)
+    time.sleep(1.0)   # a little more console, to catch an oops just after the first heartbeat
+    bad = BAD_CONSOLE.search(dst.console_text())
+    health["panic"] = bool(bad)
+    if bad:
+        raise LabError(f"destination console shows {bad.group(0)!r} after switch-over")
+    health["alive"] = dst.alive()
+    if cfg.verify:
+        from .verify import verify_destination
+        row["stage"] = "verify"
+        row["verify"] = verify_destination(dst, ram_mib, tmp, log=log)
+        if row["verify"]["lost-pages"]:
+            raise LabError(f"verify: {row['verify']['lost-pages']} lost pages on the destination")
+
+
+def save_row(row: dict, out_dir: Path, name: str | None = None) -> Path:
+    """Write one row as JSON under ``out_dir``; the name says what ran and when."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    c = row["config"]
+    stamp = re.sub(r"[^0-9T]", "", row["started"])[:15]
+    name = name or (f"{stamp}-{c['ram']}-{c['workload']}-hint-{'on' if c['free_page_hint'] else 'off'}"
+                    f"-ioa{c['init_on_alloc']}.json")
+    path = out_dir / name
+    path.write_text(json.dumps(row, indent=1, sort_keys=True) + "\n")
+    return path

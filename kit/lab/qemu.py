@@ -1,0 +1,141 @@
+"""Start and stop one lab QEMU: its command line, its console, its QMP socket.
+
+Each QEMU runs in its own process group with its serial console written to a
+file and QMP on a unix socket, both in the experiment's temp folder.
+:meth:`Qemu.stop` kills the group (TERM, then KILL) and is safe to call twice;
+the experiment calls it for both QEMUs whatever happens.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from .errors import GuestBootError, LabMissingError
+from .qmp import QMP
+
+QEMU_BINARY = "qemu-system-x86_64"
+APT_HINT = "apt-get install --no-install-recommends qemu-system-x86"
+# Lines on a guest console that mean it is not healthy.
+BAD_CONSOLE = re.compile(r"Kernel panic|Oops|BUG:|general protection fault|Call Trace|"
+                         r"segfault|KIT-ERROR|KIT-VERIFY-FAIL")
+
+
+def qemu_binary() -> str:
+    path = os.environ.get("KIT_LAB_QEMU") or shutil.which(QEMU_BINARY)
+    if not path:
+        raise LabMissingError(f"{QEMU_BINARY} is not installed: {APT_HINT}")
+    return path
+
+
+def qemu_version(binary=None) -> str:
+    out = subprocess.run([binary or qemu_binary(), "--version"], capture_output=True,
+                         text=True, timeout=30).stdout
+    return out.splitlines()[0] if out else ""
+
+
+def command_line(binary, *, ram_mib, kernel, initrd, append, free_page_hint, machine,
+                 qmp, console, incoming=False) -> list[str]:
+    """The QEMU command line of a lab guest.  Source and destination differ only in
+    ``-incoming``.  The iothread is there in both hint settings, so that "on" and
+    "off" differ only in the feature (QEMU refuses free-page-hint=on without one)."""
+    cmd = [binary, "-M", machine, "-accel", "tcg", "-smp", "1", "-m", f"{ram_mib}M",
+           "-nodefaults", "-display", "none", "-no-reboot",
+           "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
+           "-serial", f"file:{console}",
+           "-qmp", f"unix:{qmp},server=on,wait=off",
+           "-object", "iothread,id=io0",
+           "-device", "virtio-balloon-pci,id=balloon0,iothread=io0,"
+                      f"free-page-hint={'on' if free_page_hint else 'off'}"]
+    if incoming:
+        cmd += ["-incoming", "defer"]
+    return cmd
+
+
+class Qemu:
+    """One QEMU process.  ``with Qemu(...) as q:`` stops it on the way out."""
+
+    def __init__(self, name, cmd, workdir: Path, console: Path, qmp_path: Path):
+        self.name, self.cmd, self.console, self.qmp_path = name, cmd, console, qmp_path
+        self.log = workdir / f"{name}.log"
+        self.proc = None
+        self.qmp: QMP | None = None
+
+    def start(self, qmp_timeout=30.0):
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self.qmp = QMP(self.qmp_path, timeout=qmp_timeout)
+        except Exception:
+            if self.proc.poll() is not None:
+                raise GuestBootError(f"{self.name} QEMU exited ({self.proc.returncode}): "
+                                     f"{self.log_tail(1) or 'no message'}") from None
+            raise
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def console_text(self) -> str:
+        try:
+            return self.console.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def console_tail(self, n=15) -> list[str]:
+        return self.console_text().splitlines()[-n:]
+
+    def log_tail(self, n=5) -> str:
+        try:
+            return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-n:])
+        except FileNotFoundError:
+            return ""
+
+    def wait_console(self, pattern, timeout, what) -> re.Match:
+        """Wait for ``pattern`` on the console; fail early on a panic or a dead QEMU."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.console_text()
+            m = rx.search(text)
+            if m:
+                return m
+            bad = BAD_CONSOLE.search(text)
+            if bad:
+                line = next(ln for ln in text.splitlines() if bad.group(0) in ln)
+                raise GuestBootError(f"{self.name} guest console shows {line.strip()!r} "
+                                     f"while waiting for {what}")
+            if not self.alive():
+                raise GuestBootError(f"{self.name} QEMU exited while waiting for {what}: "
+                                     f"{self.log_tail(1) or 'no message'}")
+            if time.monotonic() > deadline:
+                raise GuestBootError(f"{self.name} guest printed no {what} within {timeout:.0f} s "
+                                     f"(last console line: {(self.console_tail(1) or [''])[0]!r})")
+            time.sleep(0.1)
+
+    def stop(self):
+        if self.qmp:
+            self.qmp.close()
+            self.qmp = None
+        if self.proc and self.proc.poll() is None:
+            for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -49,6 +49,7 @@ class LabConfig:
     migrate_timeout_s: float = 300.0
     health_timeout_s: float = 20.0
     verify: bool = False
+    stress_args: str = ""   # passed to `kitmem stress` as kit.stress=a,b,c (see files/kitmem.c)
 
     def check(self) -> int:
         """Validate; return the RAM in MiB.  Raises a KitError saying what to fix."""
@@ -78,6 +79,8 @@ class LabConfig:
         """The guest kernel's command line."""
         parts = ["console=ttyS0", "panic=-1", "quiet", f"init_on_alloc={self.init_on_alloc}",
                  f"kit.workload={self.workload}", f"kit.hog={self.hog_percent}"]
+        if self.workload == "stress" and self.stress_args:
+            parts.append(f"kit.stress={self.stress_args}")
         return " ".join(parts)
 
 

@@ -40,12 +40,14 @@ NBVAL_ARGS = [
 ]
 
 # (binary, apt packages) pairs that `dev.py test` makes sure of (as root with
-# apt-get only; otherwise the tests that need them skip).  Later perhaps also
-# ("qemu-system-x86_64", ["qemu-system-x86"]).
+# apt-get only; otherwise the tests that need them skip).
 SYSTEM_PACKAGES = [
     # tests/test_browser.py: Playwright drives Debian's chromium (never
     # `playwright install`).  Fonts are only Recommends of chromium.
     ("/usr/bin/chromium", ["chromium", "fonts-dejavu-core", "fonts-liberation"]),
+    # tests/test_lab.py: real TCG migrations (the guest itself is fetched with
+    # apt-get download by kit/lab/image.py, nothing more is installed).
+    ("qemu-system-x86_64", ["qemu-system-x86"]),
 ]
 
 

@@ -85,7 +85,7 @@ def build_parser():
     ap = _Parser(prog="python -m kit", description="Model of the 2016 QEMU RFC "
                  "'A PV solution for live migration optimization'.")
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser,
-                            metavar="{memmap,migrate,reproduce}")
+                            metavar="{memmap,migrate,reproduce,lab}")
 
     p = sub.add_parser("memmap", help="patch 1: how QEMU splits guest RAM around the PCI hole")
     p.add_argument("--ram", required=True, help="guest RAM, e.g. 8G, 512M, 4096")
@@ -107,6 +107,37 @@ def build_parser():
 
     p = sub.add_parser("reproduce", help="the seed's table: model next to the published numbers")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("lab", help="the same experiment on a real QEMU (TCG, 127.0.0.1)")
+    lab = p.add_subparsers(dest="labcmd", required=True, parser_class=_Parser,
+                           metavar="{check,run,matrix}")
+    lab.add_parser("check", help="what the lab needs, what is missing, and the apt command that fixes it")
+    for name, helptext in (("run", "boot a guest, migrate it once, check the destination"),
+                           ("matrix", "every combination, --reps times, one JSON per run")):
+        q = lab.add_parser(name, help=helptext)
+        if name == "run":
+            q.add_argument("--ram", default="1G", help="guest RAM, 128M..3G (default 1G)")
+            q.add_argument("--workload", default="idle", help="idle, hog or stress")
+            q.add_argument("--free-page-hint", default="off", help="on or off (QEMU's virtio-balloon property)")
+            q.add_argument("--json", action="store_true", help="print the whole row as JSON")
+            q.add_argument("--out", default=None, metavar="DIR", help="also save the row as JSON in DIR")
+        else:
+            q.add_argument("--ram", default="1G,2G", help="comma-separated sizes (default 1G,2G)")
+            q.add_argument("--workload", default="idle,hog", help="comma-separated (default idle,hog)")
+            q.add_argument("--free-page-hint", default="off,on", help="comma-separated (default off,on)")
+            q.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+            q.add_argument("--out", default="data/lab", metavar="DIR",
+                           help="where the JSON rows go (default data/lab)")
+        q.add_argument("--bandwidth", default="none",
+                       help="QEMU max-bandwidth in bytes/s, e.g. 1G or 100M (default none: no limit)")
+        q.add_argument("--downtime-limit", type=int, default=300, metavar="MS",
+                       help="QEMU downtime-limit in ms (default 300)")
+        q.add_argument("--init-on-alloc", type=int, default=0, choices=(0, 1),
+                       help="the guest kernel's init_on_alloc (default 0; Debian's default is 1)")
+        q.add_argument("--machine", default="pc", help="pc or q35 (default pc)")
+        q.add_argument("--verify", action="store_true",
+                       help="stress workload only: read the destination's memory and count lost pages")
+        q.add_argument("--stress-args", default="", help="arguments of the stress workload (see kitmem.c)")
     return ap
 
 
@@ -214,10 +245,55 @@ def cmd_reproduce(a):
     return "\n".join(out)
 
 
+def _on_off(text, what="--free-page-hint"):
+    t = str(text).strip().lower()
+    if t not in ("on", "off"):
+        raise KitError(f"{what}: expected on or off, got {text!r}")
+    return t == "on"
+
+
+def _lab_config(a, **over):
+    from .lab.experiment import parse_bandwidth
+    return dict(bandwidth=parse_bandwidth(a.bandwidth), downtime_limit_ms=a.downtime_limit,
+                init_on_alloc=a.init_on_alloc, machine=a.machine, verify=a.verify,
+                stress_args=a.stress_args, **over)
+
+
+def cmd_lab(a):
+    """Returns (text, exit code): a run that failed on the real QEMU exits 1 after its row."""
+    from .lab.check import check, report
+    if a.labcmd == "check":
+        text, ok = report(check())
+        return text, 0 if ok else 1
+    from .lab.experiment import LabConfig, run_experiment, run_matrix, save_row, summary_line
+    say = lambda msg: print(f"lab: {msg}", file=sys.stderr, flush=True)
+    if a.downtime_limit <= 0:
+        raise KitError(f"--downtime-limit {a.downtime_limit}: must be a positive number of ms")
+    if a.labcmd == "run":
+        cfg = LabConfig(ram=a.ram, workload=a.workload, free_page_hint=_on_off(a.free_page_hint),
+                        **_lab_config(a))
+        row = run_experiment(cfg, log=say)
+        if a.out:
+            say(f"saved {save_row(row, a.out)}")
+        text = json.dumps(row, indent=1, sort_keys=True) if a.json else summary_line(row)
+        return text, 0 if row["status"] == "ok" else 1
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()]
+    rows = run_matrix(rams=split(a.ram), workloads=split(a.workload),
+                      hints=[_on_off(h) for h in split(a.free_page_hint)], reps=a.reps,
+                      out_dir=a.out, log=say, **_lab_config(a))
+    failed = sum(r["status"] != "ok" for r in rows)
+    text = "\n".join(summary_line(r) for r in rows) + f"\n{len(rows)} runs, {failed} failed; rows in {a.out}"
+    return text, 0 if not failed else 1
+
+
 def main(argv=None):
+    code = 0
     try:
         a = build_parser().parse_args(argv)
-        out = {"memmap": cmd_memmap, "migrate": cmd_migrate, "reproduce": cmd_reproduce}[a.cmd](a)
+        out = {"memmap": cmd_memmap, "migrate": cmd_migrate, "reproduce": cmd_reproduce,
+               "lab": cmd_lab}[a.cmd](a)
+        if isinstance(out, tuple):
+            out, code = out
     except KitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -225,4 +301,4 @@ def main(argv=None):
         print("error: interrupted", file=sys.stderr)
         return 130
     print(out)
-    return 0
+    return code

@@ -70,8 +70,12 @@ class Qemu:
             self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            self.qmp = QMP(self.qmp_path, timeout=qmp_timeout)
+            self.qmp = QMP(self.qmp_path, timeout=qmp_timeout, alive=self.alive)
         except Exception:
+            try:
+                self.proc.wait(0.5)          # let an exiting QEMU finish writing its log
+            except subprocess.TimeoutExpired:
+                pass
             if self.proc.poll() is not None:
                 raise GuestBootError(f"{self.name} QEMU exited ({self.proc.returncode}): "
                                      f"{self.log_tail(1) or 'no message'}") from None

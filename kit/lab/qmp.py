@@ -17,7 +17,9 @@ from .errors import QMPError
 
 
 class QMP:
-    def __init__(self, path, timeout=30.0):
+    def __init__(self, path, timeout=30.0, alive=None):
+        """Connect to QEMU's QMP socket at ``path``, retrying until it appears;
+        ``alive()`` (if given) returning False stops the wait at once."""
         self.path = str(path)
         self.timeout = timeout
         self.events: list[dict] = []
@@ -30,6 +32,8 @@ class QMP:
                 break
             except (FileNotFoundError, ConnectionRefusedError):
                 self.sock.close()
+                if alive is not None and not alive():
+                    raise QMPError(f"QEMU exited before opening its QMP socket {self.path}")
                 if time.monotonic() > deadline:
                     raise QMPError(f"no QMP socket at {self.path} after {timeout:.0f} s: did QEMU start?")
                 time.sleep(0.05)
@@ -46,6 +50,8 @@ class QMP:
                 chunk = self.sock.recv(65536)
             except socket.timeout as e:
                 raise QMPError(f"QEMU did not answer on {self.path} within {self.timeout:.0f} s") from e
+            except OSError as e:          # reset: QEMU died or closed the monitor
+                raise QMPError(f"QEMU closed its QMP socket {self.path} ({e.strerror})") from e
             if not chunk:
                 raise QMPError(f"QEMU closed its QMP socket {self.path} (did it exit?)")
             self._buf += chunk

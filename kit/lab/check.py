@@ -1,0 +1,68 @@
+"""``python -m kit lab check``: what the lab needs, what is missing, and the fix."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+
+from .qemu import APT_HINT, QEMU_BINARY
+
+
+@dataclasses.dataclass
+class Item:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+def _version(cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else ""
+
+
+def check() -> list[Item]:
+    items = []
+    qemu = os.environ.get("KIT_LAB_QEMU") or shutil.which(QEMU_BINARY)
+    items.append(Item("qemu", bool(qemu), _version([qemu, "--version"]) if qemu else "not installed",
+                      APT_HINT))
+    if qemu:
+        props = subprocess.run([qemu, "-device", "virtio-balloon-pci,help"], capture_output=True,
+                               text=True, timeout=30).stdout
+        has = "free-page-hint" in props
+        items.append(Item("free-page-hint", has,
+                          "virtio-balloon-pci has free-page-hint" if has else
+                          "this QEMU's virtio-balloon-pci has no free-page-hint (needs QEMU >= 4.0)",
+                          "install a newer qemu-system-x86"))
+    for tool, why, fix in (("apt-get", "fetches the guest's Debian packages", "the lab needs a Debian-like host"),
+                           ("dpkg-deb", "unpacks them without installing", "apt-get install dpkg"),
+                           ("cc", "builds the guest's static workload program", "apt-get install gcc libc6-dev")):
+        path = shutil.which(tool) or (shutil.which("gcc") if tool == "cc" else None)
+        items.append(Item(tool, bool(path), f"{path} ({why})" if path else f"missing: {why}", fix))
+    kvm = os.path.exists("/dev/kvm") and os.access("/dev/kvm", os.R_OK | os.W_OK)
+    items.append(Item("kvm", kvm, "/dev/kvm is present; the lab still uses TCG, so runs compare across hosts"
+                      if kvm else "no /dev/kvm; fine, the lab uses TCG (the emulator) everywhere", required=False))
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(ln.split()[1]) // 1024 for ln in f if ln.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        avail = None
+    items.append(Item("memory", avail is None or avail >= 3 * 1024,
+                      f"{avail} MiB available; a run needs about 2 x RAM + 512 MiB" if avail is not None
+                      else "unknown", "free memory, or use --ram 512M", required=False))
+    return items
+
+
+def report(items) -> tuple[str, bool]:
+    lines, ok = [], True
+    for it in items:
+        mark = "ok " if it.ok else ("-- " if not it.required else "NO ")
+        lines.append(f"{mark} {it.name:15} {it.detail}" + (f"\n    fix: {it.fix}" if not it.ok and it.fix else ""))
+        ok &= it.ok or not it.required
+    lines.append("the lab is ready" if ok else "the lab cannot run here yet: see the fixes above")
+    return "\n".join(lines), ok

@@ -116,7 +116,7 @@ def build_parser():
                            ("matrix", "every combination, --reps times, one JSON per run")):
         q = lab.add_parser(name, help=helptext)
         if name == "run":
-            q.add_argument("--ram", default="1G", help="guest RAM, 128M..3G (default 1G)")
+            q.add_argument("--ram", default="1G", help="guest RAM, 128M..4G (default 1G)")
             q.add_argument("--workload", default="idle", help="idle, hog or stress")
             q.add_argument("--free-page-hint", default="off", help="on or off (QEMU's virtio-balloon property)")
             q.add_argument("--json", action="store_true", help="print the whole row as JSON")

@@ -38,7 +38,22 @@ class CostModel:
     downtime_limit_ms: float = 300.0     # migrate_set_downtime (QEMU 2.x default 300 ms)
     # the RFC's successor, free page hinting (mode "hint", kit/hinting.py)
     hint_ns_per_block: float = 5000.0    # guest allocates and hints one 4 MiB block (QEMU clears its bits)
+    # the guest image this testbed runs, when it is not the seed's: Workload fields
+    # (boot_footprint, boot_stale_free, hog_fraction) that replace a workload's own
+    guest_sizes: dict = field(default_factory=dict, compare=False)
     sources: dict = field(default_factory=dict, compare=False)
+
+    def workload_for(self, workload):
+        """``workload`` as it runs on this testbed's guest image.
+
+        Simplification: one guest image per preset; hog_fraction replaces only a
+        workload that hogs at all (hog_fraction > 0)."""
+        from .guest import get_workload
+        w = get_workload(workload)
+        sizes = dict(self.guest_sizes)
+        if not w.hog_fraction:
+            sizes.pop("hog_fraction", None)
+        return w.with_(**sizes) if sizes else w
 
     def guest_walk_s(self, free_pages: int, nr_blocks: int) -> float:
         return (free_pages * self.guest_walk_ns_per_free_page + nr_blocks * self.guest_walk_ns_per_block) * 1e-9
@@ -114,3 +129,44 @@ register_preset(CostModel(
     },
 ))
 
+
+
+# The lab's testbed (kit/lab): QEMU 7.2 under TCG on this kind of 2-core host,
+# migrating over TCP on 127.0.0.1 to a second QEMU, with the lab's busybox guest.
+# Values marked "fit" come from kit/lab/model.py fit_tcg_loopback on the 1 GiB
+# medians of data/lab/ (bench/calibrate.py --lab redoes it); 2 GiB and 4 GiB are predictions.
+register_preset(CostModel(
+    name="tcg-loopback",
+    wire_bytes_per_s=400e6,
+    cpu_ns_per_page=1000.0,
+    setup_ms=2.0,
+    dirty_log_ns_per_backed_page=0.0,
+    sync_ns_per_page=1.0,
+    guest_walk_ns_per_free_page=9.98,
+    guest_walk_ns_per_block=0.0,
+    bitmap_transfer_ns_per_byte=11.44,
+    max_bandwidth=None,
+    downtime_limit_ms=300.0,
+    hint_ns_per_block=20000.0,
+    guest_sizes={"boot_footprint": 20000 * 4096, "boot_stale_free": 5000 * 4096, "hog_fraction": 0.9},
+    sources={
+        "wire_bytes_per_s": "fit: lab 1 GiB hog, hint off, total time (loopback TCP as QEMU's "
+                            "migration thread drives it beside two TCG guests on 2 cores)",
+        "cpu_ns_per_page": "fit: lab 1 GiB idle, hint off, total time (mostly zero-page checks)",
+        "setup_ms": "measured: median of QEMU's setup-time in the 1 GiB lab rows (it includes "
+                    "dirty-log start and the first sync)",
+        "dirty_log_ns_per_backed_page": "0: under TCG dirty-log start is cheap and inside QEMU's setup-time",
+        "sync_ns_per_page": "assumed, as seed-2016: 1 ns per page",
+        "guest_walk_ns_per_free_page": "not measured: QEMU has no RFC mode; the seed's value",
+        "guest_walk_ns_per_block": "not measured: QEMU has no RFC mode; 0 as in seed-2016",
+        "bitmap_transfer_ns_per_byte": "not measured: QEMU has no RFC mode; the seed's value",
+        "max_bandwidth": "the lab sets max-bandwidth to 1 TiB/s: no limit",
+        "downtime_limit_ms": "QEMU's default downtime-limit, which the lab keeps (300 ms)",
+        "hint_ns_per_block": "fit: lab 1 GiB hog, hint on, pages sent in full (an emulated guest "
+                             "allocates and hints a 4 MiB block far slower than a real CPU)",
+        "guest_sizes.boot_footprint": "fit: MemFree of the idle 1 GiB lab guest at KIT-READY",
+        "guest_sizes.boot_stale_free": "fit: lab 1 GiB idle, hint off, pages sent in full",
+        "guest_sizes.hog_fraction": "fit: lab 1 GiB hog, hint off, pages sent in full "
+                                    "(kitmem hog fills 90 % of MemAvailable)",
+    },
+))

@@ -759,7 +759,8 @@ def migrate(ram="8G", workload="idle", mode="original", *, machine="pc", max_ram
     """Build a guest, migrate it, return the result (what ``python -m kit migrate`` does)."""
     from .memmap import pc_memory_map
     from .units import parse_size
+    from .costmodel import get_preset
     mm = pc_memory_map(parse_size(ram, what="--ram"), machine, max_ram_below_4g)
-    guest = Guest(mm, workload, seed=seed)
+    guest = Guest(mm, get_preset(preset).workload_for(workload), seed=seed)
     m = Migration(guest, mode, preset, verify=verify, inject=inject, seed=seed, **kwargs)
     return m.run()

@@ -18,7 +18,10 @@ def test_stored_preset_is_a_fixed_point_of_the_fit():
     assert wl["hog"].hog_fraction == pytest.approx(get_workload("hog").hog_fraction, abs=0.002)
 
 
-def test_every_parameter_says_where_it_comes_from():
-    cm = get_preset("seed-2016")
-    fields = [f for f in cm.to_dict() if f not in ("name", "sources")]
+@pytest.mark.parametrize("preset", ["seed-2016", "tcg-loopback"])
+def test_every_parameter_says_where_it_comes_from(preset):
+    cm = get_preset(preset)
+    fields = [f for f in cm.to_dict() if f not in ("name", "sources", "guest_sizes")]
+    fields += [f"guest_sizes.{k}" for k in cm.guest_sizes]
     assert sorted(cm.sources) == sorted(fields)
+    assert all(isinstance(v, str) and len(v) > 10 for v in cm.sources.values())

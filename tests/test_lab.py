@@ -94,7 +94,7 @@ def test_module_order_errors(tmp_path):
 @pytest.mark.parametrize("kw, err, text", [
     (dict(ram="64M"), KitError, "at least 128M"),
     (dict(ram="1000K"), KitError, "whole number of MiB"),
-    (dict(ram="8G"), KitError, "at most 3G"),
+    (dict(ram="8G"), KitError, "at most 4G"),
     (dict(ram="lots"), KitError, "cannot read"),
     (dict(workload="dirtying"), UnknownNameError, "idle, hog, stress"),
     (dict(machine="isapc"), UnknownNameError, "pc or q35"),

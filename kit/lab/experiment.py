@@ -57,8 +57,8 @@ class LabConfig:
         if ram % MiB or ram < 128 * MiB:
             raise KitError(f"--ram {self.ram}: the lab guest needs a whole number of MiB, "
                            f"at least 128M (e.g. 1G)")
-        if ram > 3 * 1024 * MiB:
-            raise KitError(f"--ram {self.ram}: keep lab guests at most 3G (two QEMUs of that size must fit "
+        if ram > 4 * 1024 * MiB:
+            raise KitError(f"--ram {self.ram}: keep lab guests at most 4G (two QEMUs of that size must fit "
                            f"in this host, and the emulated guest gets slow)")
         if self.workload not in WORKLOADS:
             raise UnknownNameError(f"unknown lab workload {self.workload!r}; choose one of "

@@ -1,0 +1,26 @@
+"""Redo the tcg-loopback fit on data/lab/ and print the values to store, then the
+lab-vs-model table (see kit/lab/model.py).  Usage: python bench/calibrate_lab.py [DIR]"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from kit.lab.model import DATA, compare, fit_tcg_loopback, load_rows
+
+rows = load_rows(sys.argv[1] if len(sys.argv) > 1 else DATA)
+t = time.perf_counter()
+cost = fit_tcg_loopback(rows)
+print(f"{len(rows)} rows; fit took {time.perf_counter() - t:.1f} s")
+for name in ("wire_bytes_per_s", "cpu_ns_per_page", "setup_ms", "hint_ns_per_block"):
+    print(f"CostModel.{name} = {getattr(cost, name)!r}")
+for k, v in cost.guest_sizes.items():
+    print(f"guest_sizes[{k!r}] = {v if k == 'hog_fraction' else f'{v // 4096} * 4096'}")
+print()
+print(f"{'RAM':>4} {'workload':8} {'hint':4} {'role':9} {'n':>2} | {'time lab':>8} {'model':>6} {'diff':>6} | "
+      f"{'KB lab':>8} {'model':>8} {'diff':>6}")
+for r in compare(rows, cost):
+    lt, mt = r["lab"]["total-time-ms"], r["model"]["total-time-ms"]
+    lk, mk = r["lab"]["transferred-kb"], r["model"]["transferred-kb"]
+    print(f"{r['ram']:>4} {r['workload']:8} {'on' if r['hint'] else 'off':4} {r['role']:9} {r['runs']:>2} | "
+          f"{lt:>8.0f} {mt:>6} {100 * (mt / lt - 1):>+5.0f}% | {lk:>8.0f} {mk:>8} {100 * (mk / lk - 1):>+5.0f}%")

@@ -1,0 +1,189 @@
+"""The lab next to the model: recorded rows, their medians, the ``tcg-loopback`` fit.
+
+Recorded runs live in ``data/lab/*.json`` (one row per run, written by
+``python -m kit lab matrix``).  :func:`medians` groups them by
+(RAM, workload, hint) and takes the median of each figure over the
+repetitions.  :func:`fit_tcg_loopback` calibrates the ``tcg-loopback`` preset
+on the cells of one RAM size only, by running the model (as
+:func:`kit.calibrate.fit_seed_2016` does for the seed):
+
+==================================  =============================================
+parameter                           fitted to (lab medians at the calibration size)
+==================================  =============================================
+guest_sizes.boot_footprint          idle guest's MemFree (the KIT-READY line)
+guest_sizes.boot_stale_free         idle, hint off: pages sent in full (normal)
+guest_sizes.hog_fraction            hog, hint off: pages sent in full
+CostModel.setup_ms                  QEMU's own setup-time (measured, not fitted)
+CostModel.cpu_ns_per_page           idle, hint off: total time
+CostModel.wire_bytes_per_s          hog, hint off: total time
+CostModel.hint_ns_per_block         hog, hint on: pages sent in full
+==================================  =============================================
+
+Everything else is a prediction: the times and bytes of hint on, every other
+RAM size, and ``python -m kit migrate --preset tcg-loopback`` anywhere.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from ..costmodel import get_preset
+from ..guest import Guest
+from ..memmap import pc_memory_map
+from ..migration import Migration
+from ..units import MiB, TARGET_PAGE_SIZE
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "lab"
+FIGURES = ("total-time-ms", "transferred-kb", "normal-pages", "zero-pages", "pages-sent",
+           "pages-skipped", "downtime-ms", "setup-time-ms")
+
+
+def load_rows(path=DATA, pattern="*.json") -> list[dict]:
+    """Every row under ``path`` (not its subfolders), oldest first."""
+    rows = [json.loads(p.read_text()) for p in sorted(Path(path).glob(pattern))]
+    return sorted(rows, key=lambda r: r.get("started", ""))
+
+
+def _memfree_kib(row):
+    line = row.get("guest", {}).get("ready-line", "")
+    for part in line.split():
+        if part.startswith("memfree_kib="):
+            return int(part.split("=", 1)[1])
+    return None
+
+
+def medians(rows, workloads=("idle", "hog")) -> dict:
+    """{(ram, workload, hint): {figure: median, "runs": n, "failed": m}} of the ok rows."""
+    cells: dict = {}
+    for r in rows:
+        c = r["config"]
+        if c["workload"] not in workloads:
+            continue
+        key = (c["ram"], c["workload"], bool(c["free_page_hint"]))
+        cells.setdefault(key, []).append(r)
+    out = {}
+    for key, rs in sorted(cells.items()):
+        ok = [r for r in rs if r["status"] == "ok"]
+        cell = {"runs": len(ok), "failed": len(rs) - len(ok), "ram-mib": rs[0]["config"]["ram-mib"]}
+        for f in FIGURES:
+            vals = [r["derived"][f] for r in ok if r.get("derived", {}).get(f) is not None]
+            cell[f] = statistics.median(vals) if vals else None
+            cell[f + "-range"] = (min(vals), max(vals)) if vals else None
+        free = [m for m in map(_memfree_kib, ok) if m is not None]
+        cell["memfree-kib"] = statistics.median(free) if free else None
+        out[key] = cell
+    return out
+
+
+def model_run(cost, ram_mib, workload, hint, machine="pc", guest_sizes=None):
+    """The model's query-migrate statistics for one lab cell."""
+    cost = get_preset(cost)
+    mm = pc_memory_map(ram_mib * MiB, machine)
+    w = cost.workload_for(workload)
+    if guest_sizes:
+        w = w.with_(**{k: v for k, v in guest_sizes.items() if k != "hog_fraction" or w.hog_fraction})
+    m = Migration(Guest(mm, w), "hint" if hint else "original", cost, track_pages=False)
+    return m.run().stats
+
+
+def model_figures(stats) -> dict:
+    ram = stats["ram"]
+    return {"total-time-ms": stats["total-time"], "transferred-kb": ram["transferred"] >> 10,
+            "normal-pages": ram["normal"], "zero-pages": ram["duplicate"],
+            "pages-sent": ram["normal"] + ram["duplicate"],
+            "pages-skipped": ram["total"] // TARGET_PAGE_SIZE - ram["normal"] - ram["duplicate"],
+            "downtime-ms": stats["downtime"], "setup-time-ms": stats["setup-time"]}
+
+
+def _secant(f, x0, x1, target, lo=0.0, hi=None, steps=8, tol=1e-3):
+    """Solve f(x) = target for a monotone f, starting from x0, x1."""
+    f0, f1 = f(x0) - target, f(x1) - target
+    for _ in range(steps):
+        if f1 == f0 or abs(f1) <= tol * max(abs(target), 1):
+            break
+        x2 = x1 - f1 * (x1 - x0) / (f1 - f0)
+        x2 = max(lo, x2 if hi is None else min(hi, x2))
+        x0, f0, x1 = x1, f1, x2
+        f1 = f(x1) - target
+    return x1
+
+
+def _log_bisect(f, lo, hi, target, steps=24):
+    """Solve f(x) = target for a nondecreasing f that may be flat in places
+    (where a secant step would stall), by bisection on log(x)."""
+    for _ in range(steps):
+        mid = (lo * hi) ** 0.5
+        if f(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo * hi) ** 0.5
+
+
+def fit_tcg_loopback(rows, ram="1G", start="tcg-loopback", rounds=2):
+    """Return a CostModel fitted to the lab medians at ``ram`` (see the module table)."""
+    cells = medians(rows)
+    need = [(ram, w, h) for w in ("idle", "hog") for h in (False, True)]
+    missing = [k for k in need if k not in cells or not cells[k]["runs"]]
+    if missing:
+        raise ValueError(f"no ok lab rows for {missing}: record them with python -m kit lab matrix")
+    ram_mib = cells[need[0]]["ram-mib"]
+    c = {(w, h): cells[(ram, w, h)] for (_, w, h) in need}
+    cost = get_preset(start)
+    sizes = dict(cost.guest_sizes)
+    cost = cost.with_(setup_ms=float(statistics.median(
+        [c[k]["setup-time-ms"] for k in c if c[k]["setup-time-ms"] is not None])),
+        dirty_log_ns_per_backed_page=0.0)
+
+    def run(workload, hint, cm=None, gs=None):
+        return model_figures(model_run(cm or cost, ram_mib, workload, hint, guest_sizes=gs or sizes))
+
+    def free_pages(gs):
+        mm = pc_memory_map(ram_mib * MiB)
+        w = cost.workload_for("idle").with_(**{k: v for k, v in gs.items() if k != "hog_fraction"})
+        return Guest(mm, w).buddy.nr_free_pages
+
+    page = TARGET_PAGE_SIZE
+    for _ in range(rounds):
+        # bytes: the guest image
+        want_free = c["idle", False]["memfree-kib"] * 1024 // page
+        fp = _secant(lambda x: free_pages(sizes | {"boot_footprint": int(x) * page}),
+                     sizes["boot_footprint"] // page, sizes["boot_footprint"] // page + 1000, want_free)
+        sizes["boot_footprint"] = int(round(fp)) * page
+        st = _secant(lambda x: run("idle", False, gs=sizes | {"boot_stale_free": int(x) * page})["normal-pages"],
+                     sizes["boot_stale_free"] // page, sizes["boot_stale_free"] // page + 1000,
+                     c["idle", False]["normal-pages"])
+        sizes["boot_stale_free"] = int(round(st)) * page
+        hf = _secant(lambda x: run("hog", False, gs=sizes | {"hog_fraction": x})["normal-pages"],
+                     sizes["hog_fraction"], sizes["hog_fraction"] - 0.02, c["hog", False]["normal-pages"],
+                     lo=0.0, hi=1.0)
+        sizes["hog_fraction"] = round(hf, 4)
+        # times
+        cpu = _secant(lambda x: run("idle", False, cm=cost.with_(cpu_ns_per_page=x))["total-time-ms"],
+                      cost.cpu_ns_per_page, cost.cpu_ns_per_page * 1.1, c["idle", False]["total-time-ms"])
+        cost = cost.with_(cpu_ns_per_page=round(cpu, 1))
+        wire = _secant(lambda x: run("hog", False, cm=cost.with_(wire_bytes_per_s=x))["total-time-ms"],
+                       cost.wire_bytes_per_s, cost.wire_bytes_per_s * 1.1, c["hog", False]["total-time-ms"],
+                       lo=1e6)
+        cost = cost.with_(wire_bytes_per_s=float(round(wire, -5)))
+        # pages sent in full with hints rise with the time a hint takes, and stay flat while
+        # every hint beats the migration thread to its block
+        hint = _log_bisect(lambda x: run("hog", True, cm=cost.with_(hint_ns_per_block=x))["normal-pages"],
+                           100.0, 1e8, c["hog", True]["normal-pages"])
+        cost = cost.with_(hint_ns_per_block=float(f"{hint:.3g}"))
+    return cost.with_(guest_sizes=sizes)
+
+
+def compare(rows, cost="tcg-loopback", calibrated_on="1G") -> list[dict]:
+    """One row per lab cell: lab medians (with ranges) beside the model's figures."""
+    out = []
+    for (ram, workload, hint), cell in medians(rows).items():
+        if not cell["runs"]:
+            continue
+        m = model_figures(model_run(cost, cell["ram-mib"], workload, hint))
+        out.append({"ram": ram, "workload": workload, "hint": hint, "runs": cell["runs"],
+                    "failed": cell["failed"], "role": "fit" if ram == calibrated_on else "predicted",
+                    "lab": {f: cell[f] for f in FIGURES}, "lab-range": {f: cell[f + "-range"] for f in FIGURES},
+                    "model": m})
+    return out

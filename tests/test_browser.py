@@ -1,4 +1,4 @@
-"""Real-browser tests: every notebook in JupyterLab, two of them in Voila.
+"""Real-browser tests: every notebook in JupyterLab, three of them in Voila.
 
 Playwright drives Debian's ``/usr/bin/chromium`` (never ``playwright install``).
 One JupyterLab server per session runs on 127.0.0.1, on a free port, with a
@@ -94,9 +94,11 @@ CONTROLS = {
     "05-performance.ipynb": Control("slider", "RAM", presses=1, readout=8),
     # RaceExplorer: the wrong order (free pages before the dirty log) loses pages.
     "06-races-and-correctness.ipynb": Control("toggle", "wrong order"),
+    # BeyondExplorer: the notebook leaves RAM at 8 GiB; one step right runs the four modes at 16 GiB.
+    "07-beyond-the-rfc.ipynb": Control("slider", "RAM", presses=1, readout=16),
 }
 # CONTROLS[nb] = None: a notebook without a widget; Lab only runs it and checks the page.
-VOILA_NOTEBOOKS = ["01-patch1-memory-map.ipynb", "04-patch4-bulk-filter.ipynb"]
+VOILA_NOTEBOOKS = ["01-patch1-memory-map.ipynb", "04-patch4-bulk-filter.ipynb", "07-beyond-the-rfc.ipynb"]
 
 
 # ----------------------------------------------------------------------------- helpers

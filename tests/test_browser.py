@@ -371,7 +371,7 @@ def _drive(page, scope, nb, where):
             page.keyboard.press("ArrowRight")
             page.wait_for_timeout(100)
         readout = el.locator(".widget-readout")
-        # numerically: d3's ".5g" shows 4.25 as "4.2500"
+        # numerically: the ".3f" readout shows 4.25 as "4.250"
         page.wait_for_function("([r, t]) => parseFloat(r.textContent) === t",
                                arg=[readout.element_handle(), control.readout], timeout=30_000)
     else:

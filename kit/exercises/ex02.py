@@ -45,7 +45,7 @@ def bitmap_bytes_answer(scenario=SCENARIO_1) -> int:
 
 def check_bitmap_bytes(prediction, scenario=SCENARIO_1) -> Verdict:
     if prediction is None:
-        return Verdict(False, _ASK)
+        return Verdict.ask(_ASK)
     answer = bitmap_bytes_answer(scenario)
     v = check_number(prediction, answer, unit=" bytes")
     mm = pc_memory_map(scenario["ram"], scenario["machine"])
@@ -67,7 +67,7 @@ def polls_answer(scenario=SCENARIO_2) -> int:
 
 def check_polls(prediction, scenario=SCENARIO_2) -> Verdict:
     if prediction is None:
-        return Verdict(False, _ASK)
+        return Verdict.ask(_ASK)
     m = _migration(scenario)
     answer = int(next(e["polls"] for e in m.timeline if e["kind"] == "free-pages-done"))
     walk = m.balloon.log.filter(kind="walk")[0].detail
@@ -90,7 +90,7 @@ def old_guest_return_answer(scenario=SCENARIO_3) -> int:
 
 def check_old_guest_return(prediction, scenario=SCENARIO_3) -> Verdict:
     if prediction is None:
-        return Verdict(False, _ASK)
+        return Verdict.ask(_ASK)
     answer = old_guest_return_answer(scenario)
     v = check_choice(prediction, answer, (-1, 0, 1))
     if prediction not in (-1, 0, 1):

@@ -45,7 +45,7 @@ def dirty_after_setup_call_answer(scenario=SCENARIO) -> int:
 
 def check_dirty_after_setup_call(prediction, scenario=SCENARIO) -> Verdict:
     if prediction is None:
-        return Verdict(False, _ASK)
+        return Verdict.ask(_ASK)
     answer = dirty_after_setup_call_answer(scenario)
     v = check_number(prediction, answer, unit=" pages")
     why = (" Patch 3 starts the count at 0 and leaves the bitmap empty; the first sync will "
@@ -66,7 +66,7 @@ def dirty_after_first_sync_answer(scenario=SCENARIO) -> int:
 
 def check_dirty_after_first_sync(prediction, scenario=SCENARIO) -> Verdict:
     if prediction is None:
-        return Verdict(False, _ASK)
+        return Verdict.ask(_ASK)
     m = _migration("pv", scenario)
     while m.phase == "setup":
         m.step()
@@ -86,7 +86,7 @@ def bulk_visits_answer(scenario=SCENARIO) -> int:
 
 def check_bulk_visits(prediction, scenario=SCENARIO) -> Verdict:
     if prediction is None:
-        return Verdict(False, _ASK)
+        return Verdict.ask(_ASK)
     m = _migration("original", scenario)
     answer = run_counting_bulk_visits(m)
     v = check_number(prediction, answer, unit=" pages")

@@ -31,7 +31,7 @@ def idle_original_mostly(gbit: float = EX1_GBIT) -> str:
 def check_idle_40g(prediction) -> Verdict:
     """At 40 Gbit/s, is the idle original guest's time mostly wire or CPU?"""
     if prediction is None:
-        return Verdict(False, "write your prediction first: 'wire' or 'CPU'")
+        return Verdict.ask("write your prediction first: 'wire' or 'CPU'")
     pred = {"wire": WIRE, "cpu": CPU}.get(str(prediction).strip().lower(), prediction)
     v = check_choice(pred, idle_original_mostly(EX1_GBIT), (WIRE, CPU))
     if pred in (WIRE, CPU):

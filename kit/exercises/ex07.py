@@ -48,7 +48,7 @@ def faster_successor(ram: str = EX2_RAM, workload: str = EX2_WORKLOAD) -> str:
 
 def check_faster_successor(prediction) -> Verdict:
     if prediction is None:
-        return Verdict(False, "write your prediction first: 'hint' or 'report'")
+        return Verdict.ask("write your prediction first: 'hint' or 'report'")
     pred = str(prediction).strip().lower()
     v = check_choice(pred, faster_successor(), (HINT, REPORT))
     if pred in (HINT, REPORT):

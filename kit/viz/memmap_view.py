@@ -181,7 +181,7 @@ class MemoryMapWidget:
         import ipywidgets as widgets
         from matplotlib.figure import Figure
         self.machine = widgets.Dropdown(options=list(MACHINES), value=machine, description="machine")
-        self.ram = widgets.FloatSlider(value=ram_gib, min=0.5, max=64, step=0.125, readout_format=".5g",
+        self.ram = widgets.FloatSlider(value=ram_gib, min=0.5, max=64, step=0.125, readout_format=".3f",
                                        description="-m (GiB)", continuous_update=False)
         self.below = widgets.SelectionSlider(options=BELOW_4G_OPTIONS, value=max_below,
                                              description="max-ram-below-4g",

@@ -91,5 +91,5 @@ def legend_html(names, colours) -> str:
     items = []
     for name, (r, g, b) in zip(names, colours.astype(int).tolist()):
         items.append(f'<span style="display:inline-block;width:0.9em;height:0.9em;'
-                     f'background:rgb({r},{g},{b});margin:0 0.3em 0 0.9em"></span>{name}')
+                     f'background:rgb({r},{g},{b});border:1px solid #888;margin:0 0.3em 0 0.9em"></span>{name}')
     return "<div>" + "".join(items) + "</div>"

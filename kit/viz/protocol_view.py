@@ -335,7 +335,7 @@ class ProtocolStepper:
             mark = "&#9654;" if i == self.index else "&nbsp;"
             line = html.escape(f"{s.t * 1e3:8.3f} ms  {s.kind:9s} {s.text}")
             lines.append(f"<b>{mark} {line}</b>" if i == self.index else f"{mark} {line}")
-        return ("<div style='font-family:monospace;font-size:85%;white-space:pre'>"
+        return ("<div style='font-family:monospace;font-size:85%;white-space:pre-wrap;overflow-wrap:anywhere'>"
                 + "<br>".join(lines) + "</div>")
 
     def show(self):

@@ -1,4 +1,4 @@
-"""Real-browser tests: every notebook in JupyterLab, three of them in Voila.
+"""Real-browser tests: every notebook in JupyterLab, four of them in Voila.
 
 Playwright drives Debian's ``/usr/bin/chromium`` (never ``playwright install``).
 One JupyterLab server per session runs on 127.0.0.1, on a free port, with a
@@ -96,9 +96,12 @@ CONTROLS = {
     "06-races-and-correctness.ipynb": Control("toggle", "wrong order"),
     # BeyondExplorer: the notebook leaves RAM at 8 GiB; one step right runs the four modes at 16 GiB.
     "07-beyond-the-rfc.ipynb": Control("slider", "RAM", presses=1, readout=16),
+    # LabExplorer: the notebook leaves the idle cell with hints on; "hog" draws the hog's cell.
+    "08-real-qemu-lab.ipynb": Control("toggle", "hog"),
 }
 # CONTROLS[nb] = None: a notebook without a widget; Lab only runs it and checks the page.
-VOILA_NOTEBOOKS = ["01-patch1-memory-map.ipynb", "04-patch4-bulk-filter.ipynb", "07-beyond-the-rfc.ipynb"]
+VOILA_NOTEBOOKS = ["01-patch1-memory-map.ipynb", "04-patch4-bulk-filter.ipynb", "07-beyond-the-rfc.ipynb",
+                   "08-real-qemu-lab.ipynb"]
 
 
 # ----------------------------------------------------------------------------- helpers

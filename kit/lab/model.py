@@ -187,3 +187,158 @@ def compare(rows, cost="tcg-loopback", calibrated_on="1G") -> list[dict]:
                     "lab": {f: cell[f] for f in FIGURES}, "lab-range": {f: cell[f + "-range"] for f in FIGURES},
                     "model": m})
     return out
+
+
+# --------------------------------------------------------------------------- notebook 08 (appended)
+# Pure helpers for notebooks/08-real-qemu-lab.ipynb: they read rows and run the
+# model, and leave every existing function above as it was.
+
+STRESS = DATA / "stress"
+
+
+def model_run_mode(cost, ram_mib, workload, mode, machine="pc", vga_vram=16 * MiB):
+    """:func:`model_run` for any mode (``original``, ``pv``, ``hint``, ``report``) and a
+    chosen second RAMBlock.  The lab's QEMU runs with ``-nodefaults`` (no VGA), so
+    ``vga_vram=0`` is the lab's layout; :func:`model_run` keeps the model's 16 MiB."""
+    cost = get_preset(cost)
+    mm = pc_memory_map(ram_mib * MiB, machine)
+    m = Migration(Guest(mm, cost.workload_for(workload)), mode, cost, track_pages=False,
+                  vga_vram=vga_vram)
+    return m.run().stats
+
+
+def cell_values(rows, figure, workloads=("idle", "hog")) -> dict:
+    """{(ram, workload, hint): [figure of each ok run, oldest first]} (``figure`` from
+    ``row["derived"]``, or ``"load1"``: the host's 1-minute load average before the run)."""
+    out: dict = {}
+    for r in sorted(rows, key=lambda r: r.get("started", "")):
+        c = r["config"]
+        if c["workload"] not in workloads or r["status"] != "ok":
+            continue
+        v = (r.get("host", {}).get("loadavg") or [None])[0] if figure == "load1" \
+            else r.get("derived", {}).get(figure)
+        if v is not None:
+            out.setdefault((c["ram"], c["workload"], bool(c["free_page_hint"])), []).append(v)
+    return out
+
+
+def spread(values) -> float:
+    """(max - min) / median of some runs: 0 when they all agree."""
+    med = statistics.median(values)
+    return (max(values) - min(values)) / med if med else 0.0
+
+
+def hint_race(rows) -> dict:
+    """How much runs of one cell differ, hint off against hint on, per (ram, workload):
+    the spread (:func:`spread`) of the pages sent in full and of the total time, and
+    the fewest and most pages skipped with hints."""
+    normal, skipped = cell_values(rows, "normal-pages"), cell_values(rows, "pages-skipped")
+    times = cell_values(rows, "total-time-ms")
+    out = {}
+    for (ram, wl, hint), vals in normal.items():
+        if hint or (ram, wl, True) not in normal:
+            continue
+        on, sk = normal[ram, wl, True], skipped[ram, wl, True]
+        out[ram, wl] = {"normal-off": spread(vals), "normal-on": spread(on),
+                        "time-off": spread(times[ram, wl, False]), "time-on": spread(times[ram, wl, True]),
+                        "skipped-min": min(sk), "skipped-max": max(sk),
+                        "runs-off": len(vals), "runs-on": len(on)}
+    return out
+
+
+def size_scaling(rows, cost) -> dict:
+    """Time against RAM for each (workload, hint): a straight line ``a + b * GiB``
+    through the lab medians (least squares) and through the model's runs at the
+    same sizes.  ``a`` is the part that does not grow with RAM."""
+    import numpy as np
+    med = medians(rows)
+    out = {}
+    for wl in ("idle", "hog"):
+        for hint in (False, True):
+            cells = sorted((c["ram-mib"], c["total-time-ms"]) for (ram, w, h), c in med.items()
+                           if w == wl and h == hint and c["runs"])
+            if len(cells) < 2:
+                continue
+            gib = np.array([m / 1024 for m, _ in cells])
+            lab = np.array([t for _, t in cells], float)
+            model = np.array([model_figures(model_run(cost, m, wl, hint))["total-time-ms"]
+                              for m, _ in cells], float)
+            lb, la = np.polyfit(gib, lab, 1)
+            mb, ma = np.polyfit(gib, model, 1)
+            out[wl, hint] = {"gib": gib.tolist(), "lab": lab.tolist(), "model": model.tolist(),
+                             "lab-fixed-ms": float(la), "lab-ms-per-gib": float(lb),
+                             "model-fixed-ms": float(ma), "model-ms-per-gib": float(mb)}
+    return out
+
+
+def ramblocks(rows, cost) -> dict:
+    """Pages outside the guest's RAM that each side migrates, per RAM size: the lab's
+    (QEMU's ``ram.total`` minus ``-m``: firmware and option ROMs) and the model's
+    (its ``vga.vram``), with the model's zero pages with and without that block."""
+    out = {}
+    for r in rows:
+        if r["status"] != "ok" or r["config"]["workload"] not in ("idle", "hog"):
+            continue
+        ram, mib = r["config"]["ram"], r["config"]["ram-mib"]
+        if ram in out:
+            continue
+        total = r["query-migrate"]["ram"]["total"] // TARGET_PAGE_SIZE
+        m16 = model_run_mode(cost, mib, "idle", "original")
+        m0 = model_run_mode(cost, mib, "idle", "original", vga_vram=0)
+        out[ram] = {"guest-pages": mib * MiB // TARGET_PAGE_SIZE,
+                    "lab-other-pages": total - mib * MiB // TARGET_PAGE_SIZE,
+                    "model-other-pages": m16["ram"]["total"] // TARGET_PAGE_SIZE - mib * MiB // TARGET_PAGE_SIZE,
+                    "model-zero-pages": m16["ram"]["duplicate"], "model-zero-pages-no-vga": m0["ram"]["duplicate"]}
+    return dict(sorted(out.items(), key=lambda kv: kv[1]["guest-pages"]))
+
+
+def downtime_cells(rows) -> dict:
+    """{(ram, workload, hint): {"downtime-ms": [..], "downtime-bytes": [..]}} of the ok runs
+    (``downtime-bytes`` is QEMU's count of bytes sent while the guest was paused)."""
+    out: dict = {}
+    for r in sorted(rows, key=lambda r: r.get("started", "")):
+        c = r["config"]
+        if r["status"] != "ok" or c["workload"] not in ("idle", "hog"):
+            continue
+        cell = out.setdefault((c["ram"], c["workload"], bool(c["free_page_hint"])),
+                              {"downtime-ms": [], "downtime-bytes": []})
+        cell["downtime-ms"].append(r["query-migrate"]["downtime"])
+        cell["downtime-bytes"].append(r["query-migrate"]["ram"].get("downtime-bytes"))
+    return out
+
+
+def load_effect(rows) -> list[dict]:
+    """Each ok run's total time against its cell's median, beside the host's load."""
+    med = medians(rows)
+    out = []
+    for r in rows:
+        c = r["config"]
+        if r["status"] != "ok" or c["workload"] not in ("idle", "hog"):
+            continue
+        cell = med[c["ram"], c["workload"], bool(c["free_page_hint"])]
+        out.append({"ram": c["ram"], "workload": c["workload"], "hint": bool(c["free_page_hint"]),
+                    "load1": (r["host"].get("loadavg") or [None])[0],
+                    "load1-after": (r["host"].get("loadavg-after") or [None])[0],
+                    "time-vs-median": r["derived"]["total-time-ms"] / cell["total-time-ms"]})
+    return out
+
+
+def load_stress_rows(path=STRESS) -> list[dict]:
+    """The stress + verify runs (rows with a ``verify`` key), oldest first; [] if none."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    return [r for r in load_rows(path) if "verify" in r or r.get("config", {}).get("verify")]
+
+
+_RECORDED: dict = {}
+
+
+def recorded(path=DATA) -> tuple[list[dict], "object"]:
+    """(rows of ``path``, the ``tcg-loopback`` fit on them), computed once per process
+    (notebook 08 and its exercises share it; the fit runs the model for about a second)."""
+    key = str(Path(path).resolve())
+    if key not in _RECORDED:
+        rows = load_rows(path)
+        _RECORDED[key] = (rows, fit_tcg_loopback(rows))
+    return _RECORDED[key]

@@ -138,6 +138,9 @@ def build_parser():
         q.add_argument("--verify", action="store_true",
                        help="stress workload only: read the destination's memory and count lost pages")
         q.add_argument("--stress-args", default="", help="arguments of the stress workload (see kitmem.c)")
+        q.add_argument("--no-tcg-workaround", action="store_true",
+                       help="give the guest exactly --ram even on QEMU < 9.0, whose TCG dirty tracking "
+                            "then misses writes (see kit/lab/qemu.py); to see the bug")
     return ap
 
 
@@ -256,7 +259,7 @@ def _lab_config(a, **over):
     from .lab.experiment import parse_bandwidth
     return dict(bandwidth=parse_bandwidth(a.bandwidth), downtime_limit_ms=a.downtime_limit,
                 init_on_alloc=a.init_on_alloc, machine=a.machine, verify=a.verify,
-                stress_args=a.stress_args, **over)
+                stress_args=a.stress_args, tcg_workaround=False if a.no_tcg_workaround else None, **over)
 
 
 def cmd_lab(a):

@@ -137,6 +137,22 @@ def test_command_lines_differ_only_where_they_should(tmp_path):
         assert not any("0.0.0.0" in a for a in cmd)
 
 
+def test_tcg_dirty_sync_workaround_and_paused_destination(tmp_path):
+    from kit.lab.qemu import needs_tcg_dirty_sync_workaround, version_tuple
+    assert version_tuple("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7)") == (7, 2, 22)
+    assert version_tuple("QEMU emulator version 9.0.0") == (9, 0, 0) and version_tuple("what") == ()
+    assert needs_tcg_dirty_sync_workaround((7, 2, 22)) and needs_tcg_dirty_sync_workaround((8, 2, 2))
+    assert not needs_tcg_dirty_sync_workaround((9, 0, 0)) and not needs_tcg_dirty_sync_workaround(())
+    kw = dict(ram_mib=1024, kernel="k", initrd="i", append="a", machine="pc", free_page_hint=True,
+              qmp=tmp_path / "q", console=tmp_path / "c")
+    plain, fixed = command_line("qemu", **kw), command_line("qemu", workaround=True, **kw)
+    assert plain[plain.index("-m") + 1] == "1024M"
+    assert fixed[fixed.index("-m") + 1] == "1048568K"        # not a whole number of 256 KiB
+    assert (1048568 * 1024) % (256 * 1024) != 0
+    dst = command_line("qemu", incoming=True, paused=True, **kw)
+    assert dst[-3:] == ["-incoming", "defer", "-S"]
+
+
 QM = {"status": "completed", "total-time": 500, "downtime": 100, "setup-time": 3,
       "ram": {"page-size": 4096, "duplicate": 1000, "normal": 3000, "transferred": 13_000_000,
               "total": 1 << 30}}
@@ -150,6 +166,7 @@ def test_derived_counts_pages_sent_and_skipped():
     # a guest that re-sent pages: sent can exceed the guest's pages; skipped never negative
     big = dict(QM, ram=dict(QM["ram"], normal=300000))
     assert derived(big, 1024)["pages-skipped"] == 0
+    assert derived(QM, 1024, ram_kib=1048568)["guest-pages"] == 262142   # the workaround's 8 KiB
 
 
 def test_save_row_and_summary(tmp_path):
@@ -294,6 +311,9 @@ def test_real_qemu_hint_skips_the_hogs_free_pages(clean_tmp):
             assert r["destination"]["heartbeat-after-s"] < 20
             assert r["query-migrate"]["status"] == "completed"
             assert r["qemu"]["version"]["major"] >= 4
+            wa = r["qemu"]["tcg-dirty-sync-workaround"]
+            assert wa["on"] == (r["qemu"]["version"]["major"] < 9)
+            assert r["command-lines"]["source"][r["command-lines"]["source"].index("-m") + 1] == wa["m"]
             rows[wl, hint] = r
     hog_off, hog_on = rows["hog", False]["derived"], rows["hog", True]["derived"]
     # the hog filled ~90 % of its memory with non-zero bytes and freed it

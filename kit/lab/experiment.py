@@ -23,7 +23,8 @@ from ..errors import KitError, UnknownNameError
 from ..units import MiB, TARGET_PAGE_SIZE, parse_size
 from .errors import LabError, LabMissingError
 from .image import build_guest
-from .qemu import BAD_CONSOLE, Qemu, command_line, qemu_binary
+from .qemu import (BAD_CONSOLE, WORKAROUND_KIB, Qemu, command_line, needs_tcg_dirty_sync_workaround,
+                   qemu_binary, qemu_version, ram_option, version_tuple)
 
 SCHEMA = "kit-lab-run/1"
 WORKLOADS = ("idle", "hog", "stress")
@@ -49,6 +50,7 @@ class LabConfig:
     migrate_timeout_s: float = 300.0
     health_timeout_s: float = 20.0
     verify: bool = False
+    tcg_workaround: bool | None = None   # None: on for QEMU < 9.0 (see kit/lab/qemu.py)
     stress_args: str = ""   # passed to `kitmem stress` as kit.stress=a,b,c (see files/kitmem.c)
 
     def check(self) -> int:
@@ -106,7 +108,7 @@ def _host():
             "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 
 
-def derived(qm: dict, ram_mib: int) -> dict:
+def derived(qm: dict, ram_mib: int, ram_kib: int | None = None) -> dict:
     """Pages of the guest, sent and skipped, from one query-migrate reply.
 
     QEMU 7.2 has no counter of hinted pages, so ``skipped`` is the guest's pages
@@ -115,7 +117,7 @@ def derived(qm: dict, ram_mib: int) -> dict:
     undercount, never overcount, when the guest writes during migration."""
     ram = qm.get("ram", {})
     page = ram.get("page-size", TARGET_PAGE_SIZE) or TARGET_PAGE_SIZE
-    guest_pages = ram_mib * MiB // page
+    guest_pages = (ram_kib if ram_kib is not None else ram_mib * 1024) * 1024 // page
     sent = ram.get("duplicate", 0) + ram.get("normal", 0)
     return {"guest-pages": guest_pages, "zero-pages": ram.get("duplicate", 0),
             "normal-pages": ram.get("normal", 0), "pages-sent": sent,
@@ -135,11 +137,22 @@ def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None) -> dict:
     if avail is not None and avail < need:
         raise LabError(f"--ram {cfg.ram}: two QEMUs need about {need >> 20} MiB here, only "
                        f"{avail >> 20} MiB is available; use a smaller --ram")
+    version = qemu_version(binary)
+    workaround = (needs_tcg_dirty_sync_workaround(version_tuple(version))
+                  if cfg.tcg_workaround is None else cfg.tcg_workaround)
+    ram_kib = ram_mib * 1024 - (WORKAROUND_KIB if workaround else 0)
     guest = guest or build_guest(log=log)
     row = {"schema": SCHEMA, "status": "failed", "stage": "start", "error": None,
            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "config": dataclasses.asdict(cfg) | {"ram-mib": ram_mib},
-           "qemu": {"binary": binary}, "guest": {
+           "qemu": {"binary": binary, "version-line": version,
+                    "tcg-dirty-sync-workaround": {
+                        "on": workaround, "m": ram_option(ram_mib, workaround),
+                        "why": "QEMU < 9.0 under TCG misses writes after a migration bitmap sync of a "
+                               "RAMBlock that is a whole number of 256 KiB (fixed in 9.0 by 'physmem: Fix "
+                               "migration dirty bitmap coherency with TCG memory access'); 8 KiB less "
+                               "RAM takes the per-page sync that resets the TLB"}},
+           "guest": {
                "kernel-package": guest.kernel_package, "busybox-package": guest.busybox_package,
                "modules": list(guest.modules), "compiler": guest.compiler,
                "append": cfg.append()},
@@ -147,16 +160,16 @@ def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None) -> dict:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="kit-lab-") as tmp:
         tmp = Path(tmp)
-        common = dict(ram_mib=ram_mib, kernel=guest.kernel, initrd=guest.initrd,
+        common = dict(ram_mib=ram_mib, kernel=guest.kernel, initrd=guest.initrd, workaround=workaround,
                       append=cfg.append(), free_page_hint=cfg.free_page_hint, machine=cfg.machine)
         src = Qemu("source", command_line(binary, qmp=tmp / "src.qmp", console=tmp / "src.console",
                                           **common), tmp, tmp / "src.console", tmp / "src.qmp")
         dst = Qemu("destination", command_line(binary, qmp=tmp / "dst.qmp", console=tmp / "dst.console",
-                                               incoming=True, **common),
+                                               incoming=True, paused=cfg.verify, **common),
                    tmp, tmp / "dst.console", tmp / "dst.qmp")
         row["command-lines"] = {"source": src.cmd, "destination": dst.cmd}
         try:
-            _run(cfg, ram_mib, src, dst, row, log, tmp)
+            _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp)
         except LabError as e:
             row["error"] = str(e)
         finally:
@@ -171,7 +184,7 @@ def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None) -> dict:
     return row
 
 
-def _run(cfg, ram_mib, src, dst, row, log, tmp):
+def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp):
     row["stage"] = "boot"
     log(f"booting the source ({cfg.ram}, {cfg.workload}, free-page-hint="
         f"{'on' if cfg.free_page_hint else 'off'})")
@@ -217,9 +230,26 @@ def _run(cfg, ram_mib, src, dst, row, log, tmp):
         time.sleep(0.05)
     t_done = time.monotonic()
     row["query-migrate"] = qm
-    row["derived"] = derived(qm, ram_mib)
+    row["derived"] = derived(qm, ram_mib, ram_kib)
     if status != "completed":
         raise LabError(f"migration {status}: {qm.get('error-desc', 'no reason given')}")
+
+    if cfg.verify:
+        # The destination was started with -S: check its memory before it runs a
+        # single guest instruction, and against the paused source, then let it go.
+        from .verify import diff_source_destination, verify_destination
+        row["stage"] = "verify"
+        deadline = time.monotonic() + 30
+        while dst.qmp.execute("query-status").get("status") == "inmigrate":
+            if time.monotonic() > deadline:
+                raise LabError("the destination was still loading 30 s after the source completed")
+            time.sleep(0.05)
+        row["verify"] = verify_destination(dst, ram_mib, tmp, log=log, machine=cfg.machine)
+        row["src-dst-diff"] = diff_source_destination(src, dst, ram_mib, tmp, machine=cfg.machine)
+        log(f"source vs destination: {row['src-dst-diff']['pages-differ']} pages differ "
+            f"({row['src-dst-diff']['differ-dst-zero']} of them zero on the destination)")
+        dst.qmp.execute("cont")
+        t_done = time.monotonic()
 
     row["stage"] = "destination-health"
     health = row.setdefault("destination", {})
@@ -229,18 +259,14 @@ def _run(cfg, ram_mib, src, dst, row, log, tmp):
     m = dst.wait_console(r"KIT-HB (\d+)", cfg.health_timeout_s, "heartbeat after switch-over")
     health["heartbeat"] = int(m.group(1))
     health["heartbeat-after-s"] = round(time.monotonic() - t_done, 2)
-    time.sleep(1.0)   # a little more console, to catch an oops just after the first heartbeat
+    time.sleep(3.0)   # a few seconds of running: an oops from a bad page often comes late
     bad = BAD_CONSOLE.search(dst.console_text())
     health["panic"] = bool(bad)
     if bad:
         raise LabError(f"destination console shows {bad.group(0)!r} after switch-over")
     health["alive"] = dst.alive()
-    if cfg.verify:
-        from .verify import verify_destination
-        row["stage"] = "verify"
-        row["verify"] = verify_destination(dst, ram_mib, tmp, log=log)
-        if row["verify"]["lost-pages"]:
-            raise LabError(f"verify: {row['verify']['lost-pages']} lost pages on the destination")
+    if cfg.verify and row["verify"]["lost-pages"]:
+        raise LabError(f"verify: {row['verify']['lost-pages']} lost pages on the destination")
 
 
 def save_row(row: dict, out_dir: Path, name: str | None = None) -> Path:

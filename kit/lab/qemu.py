@@ -38,12 +38,41 @@ def qemu_version(binary=None) -> str:
     return out.splitlines()[0] if out else ""
 
 
+def version_tuple(text: str) -> tuple[int, ...]:
+    """(7, 2, 22) from "QEMU emulator version 7.2.22 (Debian ...)"; () if unreadable."""
+    m = re.search(r"version (\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(g or 0) for g in m.groups()) if m else ()
+
+
+# QEMU before 9.0, under TCG, can miss guest writes during migration.  When a
+# RAMBlock is a whole number of 64-page words, migration's bitmap sync takes a
+# word-at-a-time fast path that clears dirty bits without resetting the emulated
+# CPU's TLB entries, so later writes through those entries are never logged and
+# never re-sent.  Fixed upstream in 9.0 ("physmem: Fix migration dirty bitmap
+# coherency with TCG memory access", Nicholas Piggin, 2024).  Giving the guest
+# 8 KiB less RAM makes the block's length not a multiple of 256 KiB, so the sync
+# takes the per-page path, which does reset the TLB.  Found by the lab's
+# stress + verify runs (data/lab/stress/: every destination lost pages without it).
+TCG_DIRTY_SYNC_FIX = (9, 0)
+WORKAROUND_KIB = 8
+
+
+def needs_tcg_dirty_sync_workaround(version: tuple) -> bool:
+    return bool(version) and version < TCG_DIRTY_SYNC_FIX
+
+
+def ram_option(ram_mib: int, workaround: bool) -> str:
+    """QEMU's ``-m`` value: the RAM asked for, or 8 KiB less under the workaround."""
+    return f"{ram_mib * 1024 - WORKAROUND_KIB}K" if workaround else f"{ram_mib}M"
+
+
 def command_line(binary, *, ram_mib, kernel, initrd, append, free_page_hint, machine,
-                 qmp, console, incoming=False) -> list[str]:
+                 qmp, console, incoming=False, workaround=False, paused=False) -> list[str]:
     """The QEMU command line of a lab guest.  Source and destination differ only in
-    ``-incoming``.  The iothread is there in both hint settings, so that "on" and
+    ``-incoming`` (and ``-S`` when the destination must not run before it is
+    verified).  The iothread is there in both hint settings, so that "on" and
     "off" differ only in the feature (QEMU refuses free-page-hint=on without one)."""
-    cmd = [binary, "-M", machine, "-accel", "tcg", "-smp", "1", "-m", f"{ram_mib}M",
+    cmd = [binary, "-M", machine, "-accel", "tcg", "-smp", "1", "-m", ram_option(ram_mib, workaround),
            "-nodefaults", "-display", "none", "-no-reboot",
            "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
            "-serial", f"file:{console}",
@@ -53,6 +82,8 @@ def command_line(binary, *, ram_mib, kernel, initrd, append, free_page_hint, mac
                       f"free-page-hint={'on' if free_page_hint else 'off'}"]
     if incoming:
         cmd += ["-incoming", "defer"]
+    if paused:
+        cmd += ["-S"]
     return cmd
 
 

@@ -12,7 +12,7 @@ rows = load_rows(sys.argv[1] if len(sys.argv) > 1 else DATA)
 t = time.perf_counter()
 cost = fit_tcg_loopback(rows)
 print(f"{len(rows)} rows; fit took {time.perf_counter() - t:.1f} s")
-for name in ("wire_bytes_per_s", "cpu_ns_per_page", "setup_ms", "hint_ns_per_block"):
+for name in ("wire_bytes_per_s", "cpu_ns_per_page", "setup_ms", "setup_ns_per_page", "hint_ns_per_block"):
     print(f"CostModel.{name} = {getattr(cost, name)!r}")
 for k, v in cost.guest_sizes.items():
     print(f"guest_sizes[{k!r}] = {v if k == 'hog_fraction' else f'{v // 4096} * 4096'}")

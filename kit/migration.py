@@ -246,7 +246,8 @@ class Migration:
         return self.mode == "pv" and self.registry.balloon_free_pages_support()
 
     def _do_ram_save_setup(self):
-        self._spend(self.cost.setup_ms * 1e-3, "setup")
+        self._spend(self.cost.setup_ms * 1e-3 + self.total_pages * self.cost.setup_ns_per_page * 1e-9,
+                    "setup")
         if self.mode != "pv":
             # original: every bit set, migration_dirty_pages = all RAM pages
             self.bmap = np.ones(self.total_pages, dtype=bool)

@@ -331,22 +331,33 @@ def pv_text(table) -> str:
     return "\n".join(lines)
 
 
+def _destination_word(r) -> str:
+    d = r.get("destination") or {}
+    if r["status"] == "ok":
+        return "healthy"
+    if d.get("panic") or "console shows" in (r.get("error") or ""):
+        return "crashed"
+    return f"failed at {r.get('stage')}"
+
+
 def stress_text(stress_rows, model_lost=None) -> str:
-    """Lost pages per stress + verify run (hint, init_on_alloc) and, with ``model_lost =
-    {(ram, hint): lost pages}``, the model's ``verify`` on its dirtying guest."""
+    """One line per stress + verify run: the TCG workaround, lost pages (the stamp check),
+    pages that differ between the paused source and the destination (non-zero ones are
+    lost writes), the destination's health and, with ``model_lost = {(ram, hint): n}``,
+    the model's ``verify`` on its dirtying guest."""
     if not stress_rows:
         return "no stress runs recorded yet (data/lab/stress/*.json)"
-    lines = [f"{'run':30}{'status':>28}{'lost pages':>12}{'missing':>9}{'stale':>7}{'corrupt':>9}{'dup':>5}"
-             + (f"{'model lost':>12}" if model_lost is not None else "")]
+    lines = [f"{'run':31}{'TCG fix':>8}{'lost pages':>11}{'src != dst':>11}{'of them non-zero':>17}"
+             f"{'destination':>13}" + (f"{'model lost':>12}" if model_lost is not None else "")]
     for r in stress_rows:
-        c, v = r["config"], r.get("verify") or {}
+        c, v, d = r["config"], r.get("verify") or {}, r.get("src-dst-diff") or {}
+        wa = (r.get("qemu", {}).get("tcg-dirty-sync-workaround") or {}).get("on")
         name = f"{c['ram']} hint {onoff(c['free_page_hint'])} init_on_alloc={c['init_on_alloc']}"
-        status = "ok" if r["status"] == "ok" else f"failed at {r.get('stage')}"
         lost = v.get("lost-pages")
         ml = model_lost.get((c["ram"], bool(c["free_page_hint"]))) if model_lost is not None else None
-        lines.append(f"{name:30}{status:>28}{'-' if lost is None else lost:>12}{v.get('missing', '-'):>9}"
-                     f"{v.get('stale', '-'):>7}{v.get('corrupt', '-'):>9}{v.get('duplicate', '-'):>5}"
-                     + (f"{'-' if ml is None else ml:>12}" if model_lost is not None else ""))
+        lines.append(f"{name:31}{'-' if wa is None else onoff(wa):>8}{'-' if lost is None else lost:>11}"
+                     f"{d.get('pages-differ', '-'):>11}{d.get('differ-dst-nonzero', '-'):>17}"
+                     f"{_destination_word(r):>13}" + (f"{'-' if ml is None else ml:>12}" if model_lost is not None else ""))
     return "\n".join(lines)
 
 

@@ -229,6 +229,8 @@ def cell_values(rows, figure, workloads=("idle", "hog")) -> dict:
         c = r["config"]
         if c["workload"] not in workloads or r["status"] != "ok":
             continue
+        if figure in _TIMES and _time_unreported(r):
+            continue
         v = (r.get("host", {}).get("loadavg") or [None])[0] if figure == "load1" \
             else r.get("derived", {}).get(figure)
         if v is not None:
@@ -327,7 +329,7 @@ def load_effect(rows) -> list[dict]:
     out = []
     for r in rows:
         c = r["config"]
-        if r["status"] != "ok" or c["workload"] not in ("idle", "hog"):
+        if r["status"] != "ok" or c["workload"] not in ("idle", "hog") or _time_unreported(r):
             continue
         cell = med[c["ram"], c["workload"], bool(c["free_page_hint"])]
         out.append({"ram": c["ram"], "workload": c["workload"], "hint": bool(c["free_page_hint"]),

@@ -340,6 +340,14 @@ def _destination_word(r) -> str:
     return f"failed at {r.get('stage')}"
 
 
+def returned_mib(row) -> float:
+    """MiB of hinted memory the guest got back from the balloon during the run: kitmem's
+    heartbeat counts MemFree jumps after it runs the shrinkers (see kitmem.c)."""
+    vals = [int(x.split("returned_kib=")[1].split()[0]) for x in row.get("source-console-tail", [])
+            if "returned_kib=" in x]
+    return max(vals, default=0) / 1024
+
+
 def stress_text(stress_rows, model_lost=None) -> str:
     """One line per stress + verify run: the TCG workaround, lost pages (the stamp check),
     pages that differ between the paused source and the destination (non-zero ones are
@@ -347,15 +355,16 @@ def stress_text(stress_rows, model_lost=None) -> str:
     the model's ``verify`` on its dirtying guest."""
     if not stress_rows:
         return "no stress runs recorded yet (data/lab/stress/*.json)"
-    lines = [f"{'run':31}{'TCG fix':>8}{'lost pages':>11}{'src != dst':>11}{'of them non-zero':>17}"
-             f"{'destination':>13}" + (f"{'model lost':>12}" if model_lost is not None else "")]
+    lines = [f"{'run':31}{'TCG fix':>8}{'re-used MiB':>12}{'lost pages':>11}{'src != dst':>11}"
+             f"{'of them non-zero':>17}{'destination':>13}" + (f"{'model lost':>12}" if model_lost is not None else "")]
     for r in stress_rows:
         c, v, d = r["config"], r.get("verify") or {}, r.get("src-dst-diff") or {}
         wa = (r.get("qemu", {}).get("tcg-dirty-sync-workaround") or {}).get("on")
         name = f"{c['ram']} hint {onoff(c['free_page_hint'])} init_on_alloc={c['init_on_alloc']}"
         lost = v.get("lost-pages")
         ml = model_lost.get((c["ram"], bool(c["free_page_hint"]))) if model_lost is not None else None
-        lines.append(f"{name:31}{'-' if wa is None else onoff(wa):>8}{'-' if lost is None else lost:>11}"
+        lines.append(f"{name:31}{'-' if wa is None else onoff(wa):>8}{returned_mib(r):>12,.0f}"
+                     f"{'-' if lost is None else lost:>11}"
                      f"{d.get('pages-differ', '-'):>11}{d.get('differ-dst-nonzero', '-'):>17}"
                      f"{_destination_word(r):>13}" + (f"{'-' if ml is None else ml:>12}" if model_lost is not None else ""))
     return "\n".join(lines)

@@ -62,7 +62,16 @@ def _run(cmd, cwd=None, what=None) -> str:
 
 def kernel_abi_package() -> str:
     """The versioned kernel package the cloud metapackage points at (asks apt)."""
-    out = _run(["apt-cache", "depends", KERNEL_META], what="the lab guest's kernel comes from Debian's apt")
+    try:
+        out = _run(["apt-cache", "depends", KERNEL_META], what="the lab guest's kernel comes from Debian's apt")
+    except LabMissingError:
+        raise
+    except LabError:
+        out = ""
+    if "Depends:" not in out and hasattr(os, "geteuid") and os.geteuid() == 0:
+        # a fresh machine may have no package lists yet: fetch them once
+        _run(["apt-get", "update", "-q"], what="apt-get update fetches Debian's package lists")
+        out = _run(["apt-cache", "depends", KERNEL_META])
     for line in out.splitlines():
         m = re.match(r"\s*Depends:\s*(linux-image-\S+)", line)
         if m:

@@ -64,8 +64,9 @@ class QMP:
             msg["arguments"] = arguments
         try:
             self.sock.sendall(json.dumps(msg).encode() + b"\n")
-        except OSError as e:
-            raise QMPError(f"cannot send {command} to QEMU: {e}") from e
+        except OSError as e:          # EPIPE/reset: QEMU died or closed the monitor
+            raise QMPError(f"QEMU closed its QMP socket {self.path} (cannot send {command}: "
+                           f"{e.strerror or e})") from e
         while True:
             reply = self._read()
             if "event" in reply:

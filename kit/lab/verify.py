@@ -298,32 +298,37 @@ def ram_regions(ram_mib: int, machine: str = "pc") -> list[tuple[int, int]]:
     return out
 
 
+def _dump_chunks(q, ram_mib, tmp, name, machine):
+    """(guest physical address, bytes as a uint8 array) of the stopped guest's RAM,
+    DUMP_CHUNK at a time through QMP ``pmemsave`` into ``tmp/name``; the file is
+    deleted as soon as each chunk is read, and always at the end."""
+    f = Path(tmp) / name
+    try:
+        for gpa, size in ram_regions(ram_mib, machine):
+            for off in range(0, size, DUMP_CHUNK):
+                n = min(DUMP_CHUNK, size - off)
+                q.qmp.execute("pmemsave", val=gpa + off, size=n, filename=str(f))
+                if f.stat().st_size != n:
+                    raise LabError(f"pmemsave wrote {f.stat().st_size} bytes, not {n}")
+                mem = np.fromfile(f, dtype=np.uint8)
+                f.unlink()
+                yield gpa + off, mem
+    finally:
+        f.unlink(missing_ok=True)
+
+
 def verify_destination(dst, ram_mib: int, tmp, log=lambda msg: None, machine: str = "pc") -> dict:
     """Stop the destination, dump its RAM with QMP ``pmemsave`` (in chunks, into
     ``tmp``), check it with :func:`check_headers`.  The dump is always deleted.
     Raises :class:`LabError` when there is nothing to check (no control page)."""
     t0 = time.monotonic()
     dst.qmp.execute("stop")
-    dump = Path(tmp) / f"kit-verify-{os.getpid()}.mem"
     hdrs, tails, addrs = [], [], []
-    try:
-        for gpa, size in ram_regions(ram_mib, machine):
-            for off in range(0, size, DUMP_CHUNK):
-                n = min(DUMP_CHUNK, size - off)
-                dst.qmp.execute("pmemsave", val=gpa + off, size=n, filename=str(dump))
-                if dump.stat().st_size != n:
-                    raise LabError(f"pmemsave wrote {dump.stat().st_size} bytes, not {n}")
-                mem = np.memmap(dump, dtype=np.uint8, mode="r")
-                try:
-                    h, t = page_words(mem)
-                finally:
-                    del mem
-                hdrs.append(h)
-                tails.append(t)
-                addrs.append(U64(gpa + off) + np.arange(n // PAGE, dtype=U64) * U64(PAGE))
-                dump.unlink()
-    finally:
-        dump.unlink(missing_ok=True)
+    for gpa, mem in _dump_chunks(dst, ram_mib, tmp, f"kit-verify-{os.getpid()}.mem", machine):
+        h, t = page_words(mem)
+        hdrs.append(h)
+        tails.append(t)
+        addrs.append(U64(gpa) + np.arange(mem.size // PAGE, dtype=U64) * U64(PAGE))
     t_dump = time.monotonic() - t0
     out = check_headers(np.concatenate(hdrs), np.concatenate(tails), np.concatenate(addrs))
     out["dump-s"] = round(t_dump, 2)
@@ -336,19 +341,6 @@ def verify_destination(dst, ram_mib: int, tmp, log=lambda msg: None, machine: st
     return out
 
 
-def _dump_chunks(q, ram_mib, tmp, name, machine):
-    """(guest physical address, pages as an (n, 512) uint64 array) chunk by chunk;
-    each chunk's file is deleted as soon as it is read."""
-    f = Path(tmp) / name
-    try:
-        for gpa, size in ram_regions(ram_mib, machine):
-            for off in range(0, size, DUMP_CHUNK):
-                n = min(DUMP_CHUNK, size - off)
-                q.qmp.execute("pmemsave", val=gpa + off, size=n, filename=str(f))
-                yield gpa + off, np.fromfile(f, dtype="<u8").reshape(-1, PAGE // 8)
-                f.unlink()
-    finally:
-        f.unlink(missing_ok=True)
 
 
 def diff_source_destination(src, dst, ram_mib: int, tmp, machine: str = "pc") -> dict:
@@ -362,6 +354,7 @@ def diff_source_destination(src, dst, ram_mib: int, tmp, machine: str = "pc") ->
     where = []
     for (ga, a), (_, b) in zip(_dump_chunks(src, ram_mib, tmp, "kit-src.mem", machine),
                                _dump_chunks(dst, ram_mib, tmp, "kit-dst.mem", machine)):
+        a, b = a.view("<u8").reshape(-1, PAGE // 8), b.view("<u8").reshape(-1, PAGE // 8)
         d = np.flatnonzero((a != b).any(axis=1))
         zero = ~b[d].any(axis=1)
         differ += len(d)

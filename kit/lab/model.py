@@ -87,14 +87,12 @@ def medians(rows, workloads=("idle", "hog")) -> dict:
 
 
 def model_run(cost, ram_mib, workload, hint, machine="pc", guest_sizes=None):
-    """The model's query-migrate statistics for one lab cell."""
+    """The model's query-migrate statistics for one lab cell (``guest_sizes``: the
+    preset's guest image replaced, as the fit tries values)."""
     cost = get_preset(cost)
-    mm = pc_memory_map(ram_mib * MiB, machine)
-    w = cost.workload_for(workload)
     if guest_sizes:
-        w = w.with_(**{k: v for k, v in guest_sizes.items() if k != "hog_fraction" or w.hog_fraction})
-    m = Migration(Guest(mm, w), "hint" if hint else "original", cost, track_pages=False)
-    return m.run().stats
+        cost = cost.with_(guest_sizes=guest_sizes)
+    return model_run_mode(cost, ram_mib, workload, "hint" if hint else "original", machine)
 
 
 def model_figures(stats) -> dict:
@@ -155,8 +153,7 @@ def fit_tcg_loopback(rows, ram="1G", start="tcg-loopback", rounds=2):
 
     def free_pages(gs):
         mm = pc_memory_map(ram_mib * MiB)
-        w = cost.workload_for("idle").with_(**{k: v for k, v in gs.items() if k != "hog_fraction"})
-        return Guest(mm, w).buddy.nr_free_pages
+        return Guest(mm, cost.with_(guest_sizes=gs).workload_for("idle")).buddy.nr_free_pages
 
     page = TARGET_PAGE_SIZE
     for _ in range(rounds):

@@ -38,6 +38,7 @@ import numpy as np  # noqa: E402
 from kit.guest import Guest  # noqa: E402
 from kit.memmap import pc_memory_map  # noqa: E402
 from kit.migration import Migration  # noqa: E402
+from kit.stats import least_squares_2  # noqa: E402
 from kit.units import GiB, MiB, TiB, format_size  # noqa: E402
 
 import naive  # noqa: E402
@@ -228,7 +229,7 @@ def bench_naive(repeat: int, measure_8g: bool, ram: int = 256 * MiB,
                                  for r in fit_rams]
         counts = [(naive.fresh_migration(r, "hog", mode, PRESET).total_pages, res["pages"])
                   for r, _, res in fit]
-        (a, b), *_ = np.linalg.lstsq(np.array(counts, float), np.array([t for _, t, _ in fit]), rcond=None)
+        a, b = least_squares_2(counts, [t for _, t, _ in fit])
         m8 = naive.finish_setup(naive.fresh_migration(8 * GiB, "hog", mode, PRESET))
         extrapolated = a * m8.total_pages + b * m8.migration_dirty_pages
         del m8

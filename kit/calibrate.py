@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .stats import solve
 from .costmodel import get_preset
 from .guest import Guest, get_workload
 from .memmap import pc_memory_map
@@ -102,6 +103,6 @@ def fit_seed_2016(start_cost="seed-2016", rounds=3):
         for j, n in enumerate(names):
             h = max(abs(x[j]) * 0.05, 1.0)
             jac[:, j] = (times(cost.with_(**{n: x[j] + h})) - base) / h
-        x = np.maximum(x + np.linalg.solve(jac, want - base), 0.0)
+        x = np.maximum(x + np.array(solve(jac.tolist(), (want - base).tolist())), 0.0)
         cost = cost.with_(**{n: float(round(v, 1)) for n, v in zip(names, x)})
     return cost, wl

@@ -49,9 +49,7 @@ from .reporting import report_free_pages
 from .memmap import pfn_to_ram_page
 from .units import MiB, TARGET_PAGE_SIZE
 
-MODES = ("original", "pv", "hint", "report")
-INJECTIONS = ("free-pages-before-dirty-log", "guest-reports-used-pages-free", "wrong-lowmem",
-              "guest-hangs")
+from .scenario import INJECTIONS, MODES  # noqa: E402  (the one list of each, kept with Scenario)
 
 RAM_SAVE_FLAG_COMPRESS = 0x02       # a zero page ("compress" = one repeated byte)
 RAM_SAVE_FLAG_MEM_SIZE = 0x04
@@ -117,14 +115,19 @@ class Migration:
                  verify: bool = False, inject: str | None = None, vga_vram: int = 16 * MiB,
                  track_pages: bool = True, max_time_s: float = 3600.0, lie_fraction: float = 0.01,
                  guest_features=None, free_page_wait_timeout_s: float | None = None,
-                 seed: int = 0):
+                 seed: int = 0, owns_guest: bool = False, scenario=None):
         if mode not in MODES:
             raise UnknownNameError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if inject is not None and inject not in INJECTIONS:
             raise UnknownNameError(f"unknown injection {inject!r}; choose one of {', '.join(INJECTIONS)}")
         if vga_vram < 0 or vga_vram % TARGET_PAGE_SIZE:
             raise KitError("vga_vram must be a non-negative whole number of 4 KiB pages")
+        if not owns_guest:
+            # a run never changes its inputs: migrate a copy (kit.scenario.build hands over a
+            # guest made for this migration alone, and says so with owns_guest=True)
+            guest = guest.copy()
         self.guest, self.mode, self.inject = guest, mode, inject
+        self.scenario = scenario
         self.cost: CostModel = get_preset(preset)
         self.mm = guest.mm
         self.max_time_s = max_time_s
@@ -755,13 +758,11 @@ def _ms(seconds):
     return None if seconds is None else int(round(seconds * 1000))
 
 
-def migrate(ram="8G", workload="idle", mode="original", *, machine="pc", max_ram_below_4g=None,
-            preset="seed-2016", verify=False, inject=None, seed=0, **kwargs) -> MigrationResult:
-    """Build a guest, migrate it, return the result (what ``python -m kit migrate`` does)."""
-    from .memmap import pc_memory_map
-    from .units import parse_size
-    from .costmodel import get_preset
-    mm = pc_memory_map(parse_size(ram, what="--ram"), machine, max_ram_below_4g)
-    guest = Guest(mm, get_preset(preset).workload_for(workload), seed=seed)
-    m = Migration(guest, mode, preset, verify=verify, inject=inject, seed=seed, **kwargs)
-    return m.run()
+def migrate(ram="8G", workload="idle", mode="original", **kwargs):
+    """``run(Scenario(ram, workload, mode, ...))``: a shorthand kept for old code.
+
+    ``preset`` is accepted as the old name of ``cost``."""
+    from .scenario import Scenario, run
+    if "preset" in kwargs:
+        kwargs["cost"] = kwargs.pop("preset")
+    return run(Scenario(ram=ram, workload=workload, mode=mode, **kwargs))

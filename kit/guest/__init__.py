@@ -1,6 +1,7 @@
 """The guest: RAM pages, the buddy allocator, workloads and the guest half of the balloon."""
 from __future__ import annotations
 
+import copy
 from collections import deque
 
 import numpy as np
@@ -32,6 +33,7 @@ class Guest:
         self.buddy = BuddyAllocator(self.memory)
         self.time = 0.0
         self.lie_frames = None          # frames a lying guest reports free although it uses them
+        self.balloon_frames = None      # frames the balloon holds (inflate_balloon)
         self._carry_dirty = 0.0
         self._carry_churn = 0.0
         self._churned = deque()
@@ -69,6 +71,27 @@ class Guest:
             ws = buddy.alloc_pages_bulk(npages)
             mem.write(ws)
             self.working_set = np.flatnonzero(ws)
+
+    def copy(self) -> "Guest":
+        """An independent copy (its own pages, free lists, clock and random generator)."""
+        return copy.deepcopy(self)
+
+    def inflate_balloon(self, target_bytes: int) -> np.ndarray:
+        """Inflate the balloon until the guest keeps ``target_bytes`` of RAM (or all it can give).
+
+        The balloon driver allocates free pages and tells the host, which discards them
+        (``MADV_DONTNEED``): here the pages leave the buddy allocator, read as zero and are no
+        longer backed by the host (write version 0).  Returns a frame mask of the balloon.
+        Simplification: the driver takes pages the way :meth:`BuddyAllocator.alloc_pages_bulk`
+        hands them out, and only free pages (a real guest would first shrink its caches).
+        """
+        want = max(0, self.mm.ram_pages - int(target_bytes) // 4096)
+        n = min(want, self.buddy.nr_free_pages)
+        mask = self.buddy.alloc_pages_bulk(n)
+        np.logical_or(self.memory.zero, mask, out=self.memory.zero)
+        self.memory.version[mask] = 0
+        self.balloon_frames = mask if self.balloon_frames is None else self.balloon_frames | mask
+        return mask
 
     # -- during migration ----------------------------------------------------------
     def advance(self, t: float) -> int:

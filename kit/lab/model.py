@@ -261,9 +261,10 @@ def hint_race(rows) -> dict:
 
 def size_scaling(rows, cost) -> dict:
     """Time against RAM for each (workload, hint): a straight line ``a + b * GiB``
-    through the lab medians (least squares) and through the model's runs at the
-    same sizes.  ``a`` is the part that does not grow with RAM."""
-    import numpy as np
+    through the lab medians (least squares, :func:`kit.stats.line_fit`: plain floats,
+    the same on every CPU) and through the model's runs at the same sizes.  ``a``
+    is the part that does not grow with RAM."""
+    from ..stats import line_fit
     med = medians(rows)
     out = {}
     for wl in ("idle", "hog"):
@@ -272,13 +273,13 @@ def size_scaling(rows, cost) -> dict:
                            if w == wl and h == hint and c["runs"])
             if len(cells) < 2:
                 continue
-            gib = np.array([m / 1024 for m, _ in cells])
-            lab = np.array([t for _, t in cells], float)
-            model = np.array([model_figures(model_run(cost, m, wl, hint))["total-time-ms"]
-                              for m, _ in cells], float)
-            lb, la = np.polyfit(gib, lab, 1)
-            mb, ma = np.polyfit(gib, model, 1)
-            out[wl, hint] = {"gib": gib.tolist(), "lab": lab.tolist(), "model": model.tolist(),
+            gib = [m / 1024 for m, _ in cells]
+            lab = [float(t) for _, t in cells]
+            model = [float(model_figures(model_run(cost, m, wl, hint))["total-time-ms"])
+                     for m, _ in cells]
+            la, lb = line_fit(gib, lab)
+            ma, mb = line_fit(gib, model)
+            out[wl, hint] = {"gib": gib, "lab": lab, "model": model,
                              "lab-fixed-ms": float(la), "lab-ms-per-gib": float(lb),
                              "model-fixed-ms": float(ma), "model-ms-per-gib": float(mb)}
     return out

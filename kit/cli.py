@@ -9,8 +9,8 @@ import json
 import re
 import sys
 
-from .errors import KitError, UnknownNameError
-from .units import TARGET_PAGE_SIZE, format_size, parse_size
+from .errors import KitError
+from .units import TARGET_PAGE_SIZE, format_size, parse_ram_size
 
 # Peak memory of ``migrate`` per 4 KiB page of guest RAM: measured 14-16 bytes (bitmaps,
 # zero flags, versions, the dirty log, index arrays); twice that as a safety margin.
@@ -30,7 +30,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _size(text, what="--ram"):
-    return parse_size(text, what=what)
+    """A guest RAM size read as QEMU reads -m: a bare number is MiB, fractions need a unit."""
+    return parse_ram_size(text, what=what)
 
 
 def _max_below_4g(text):
@@ -83,17 +84,19 @@ def _add_machine(p):
 
 def build_parser():
     ap = _Parser(prog="python -m kit", description="Model of the 2016 QEMU RFC "
-                 "'A PV solution for live migration optimization'.")
+                 "'A PV solution for live migration optimization'.", epilog=EXIT_CODES,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser,
                             metavar="{memmap,migrate,reproduce,lab}")
 
     p = sub.add_parser("memmap", help="patch 1: how QEMU splits guest RAM around the PCI hole")
-    p.add_argument("--ram", required=True, help="guest RAM, e.g. 8G, 512M, 4096")
+    p.add_argument("--ram", required=True, help="guest RAM as QEMU's -m: 8G, 3.5G, 512M, 4096 (MiB)")
     _add_machine(p)
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("migrate", help="migrate a modelled guest and print query-migrate statistics")
-    p.add_argument("--ram", default="8G", help="guest RAM (default 8G)")
+    p = sub.add_parser("migrate", help="migrate a modelled guest and print query-migrate statistics",
+                       epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ram", default="8G", help="guest RAM as QEMU's -m: 8G, 3.5G, 4096 (MiB) (default 8G)")
     p.add_argument("--workload", default="idle", help="idle, hog or dirtying")
     p.add_argument("--mode", default="original",
                    help="original, pv (the RFC), hint (free page hinting, QEMU 4.0) or "
@@ -159,18 +162,6 @@ def cmd_memmap(a):
     return "\n".join(rows)
 
 
-def _check_names(a):
-    from .costmodel import get_preset
-    from .guest import get_workload
-    from .migration import INJECTIONS, MODES
-    get_workload(a.workload)
-    get_preset(a.preset)
-    if a.mode not in MODES:
-        raise UnknownNameError(f"unknown mode {a.mode!r}; choose one of {', '.join(MODES)}")
-    if a.inject is not None and a.inject not in INJECTIONS:
-        raise UnknownNameError(f"unknown injection {a.inject!r}; choose one of {', '.join(INJECTIONS)}")
-
-
 def _check_fits(ram, text):
     """Refuse a guest the model cannot hold in this machine's memory (instead of a
     MemoryError traceback, or the OOM killer)."""
@@ -183,54 +174,71 @@ def _check_fits(ram, text):
 
 
 def cmd_migrate(a):
+    """Returns (text, exit code): 1 when the run lost pages, stalled or did not converge."""
     from .guest import OutOfMemory
-    from .memmap import pc_memory_map
-    from .migration import migrate
-    _check_names(a)
+    from .scenario import Scenario, run
     ram = _size(a.ram)
-    below = _max_below_4g(a.max_ram_below_4g)
-    pc_memory_map(a.ram, a.machine, below)       # machine and layout errors before the memory check
+    s = Scenario(ram=ram, workload=a.workload, mode=a.mode, machine=a.machine,
+                 max_ram_below_4g=_max_below_4g(a.max_ram_below_4g), cost=a.preset, seed=a.seed,
+                 inject=a.inject, verify=a.verify)
+    from .memmap import pc_memory_map
+    pc_memory_map(s.ram, s.machine, s.max_ram_below_4g)   # layout errors before the memory check
     _check_fits(ram, a.ram)
     try:
-        r = migrate(ram, a.workload, a.mode, machine=a.machine, max_ram_below_4g=below,
-                    preset=a.preset, verify=a.verify, inject=a.inject, seed=a.seed)
+        r = run(s)
     except OutOfMemory as e:
         raise KitError(f"--ram {a.ram}: the modelled {a.workload} guest does not fit in it "
                        f"({e}); give it more RAM, e.g. --ram 16M or more") from None
     except MemoryError:
         raise KitError(f"--ram {a.ram}: this machine ran out of memory modelling the guest "
                        f"page by page; use a smaller --ram") from None
-    s = r.stats
+    st = r.stats
+    problem = run_problem(st)
     if a.json:
-        return json.dumps(s, indent=2)
-    ram = s["ram"]
-    lines = [f"status: {s['status']}", f"mode: {s['mode']}",
-             f"total time: {s['total-time']} ms",
-             f"downtime: {'-' if s['downtime'] is None else s['downtime']} ms",
-             f"setup: {s['setup-time']} ms",
+        return json.dumps({**st, "scenario": s.to_dict()}, indent=2), problem
+    ram = st["ram"]
+    lines = [s.echo(), f"status: {st['status']}", f"mode: {st['mode']}",
+             f"total time: {st['total-time']} ms",
+             f"downtime: {'-' if st['downtime'] is None else st['downtime']} ms",
+             f"setup: {st['setup-time']} ms",
              f"transferred ram: {ram['transferred'] >> 10} kbytes",
+             f"throughput: {ram['mbps']:.2f} mbps",
              f"remaining ram: {ram['remaining'] >> 10} kbytes",
              f"total ram: {ram['total'] >> 10} kbytes",
              f"duplicate: {ram['duplicate']} pages", f"skipped: {ram['skipped']} pages",
              f"normal: {ram['normal']} pages", f"normal bytes: {ram['normal-bytes'] >> 10} kbytes",
-             f"dirty sync count: {ram['dirty-sync-count']}",
-             f"free pages skipped ({'hints' if s['mode'] == 'hint' else 'RFC'}): "
-             f"{ram['free-skipped']} pages"]
-    if "free-page-hint" in s:
-        h = s["free-page-hint"]
+             f"dirty sync count: {ram['dirty-sync-count']}"]
+    if st["mode"] in ("pv", "hint"):
+        lines.append(f"free pages skipped ({'hints' if st['mode'] == 'hint' else 'RFC'}): "
+                     f"{ram['free-skipped']} pages")
+    if "free-page-hint" in st:
+        h = st["free-page-hint"]
         ids = ", ".join(f"{i:#x}" for i in h["cmd-ids"]) or "none"
         lines.append(f"free page hint: {h['rounds']} rounds (cmd ids {ids}), "
                      f"{h['blocks-hinted']} blocks of 4 MiB hinted, "
                      f"{h['blocks-freed-at-done']} freed at DONE")
-    if "free-page-reporting" in s:
-        rp = s["free-page-reporting"]
+    if "free-page-reporting" in st:
+        rp = st["free-page-reporting"]
         lines.append(f"free page reporting: {rp['reported-pages']} pages reported before migration "
                      f"(read as zero)")
-    if "stall" in s:
-        lines.append(f"stalled: {s['stall']}")
-    if "verify" in s:
-        lines.append(f"verify: {s['verify']['lost-pages']} lost pages")
-    return "\n".join(lines)
+    if "stall" in st:
+        lines.append(f"stalled: {st['stall']}")
+    if "verify" in st:
+        lines.append(f"verify: {st['verify']['lost-pages']} lost pages")
+    return "\n".join(lines), problem
+
+
+def run_problem(stats) -> str | None:
+    """Why a finished run counts as a failure (exit 1), or None: lost pages, a stall, or no
+    convergence."""
+    v = stats.get("verify")
+    if v and v.get("lost-pages"):
+        return f"the destination lost {v['lost-pages']} pages (verify)"
+    if stats.get("stall"):
+        return f"the migration did not finish: {stats['stall']}"
+    if stats["status"] != "completed":
+        return f"the migration did not complete (status {stats['status']})"
+    return None
 
 
 def cmd_reproduce(a):
@@ -289,6 +297,13 @@ def cmd_lab(a):
     return text, 0 if not failed else 1
 
 
+EXIT_CODES = """exit codes:
+  0  the command did what it says (migrate: completed, and --verify found no lost page)
+  1  migrate: the run lost pages, stalled or did not converge (one line on stderr says which);
+     lab: a run failed on the real QEMU; the output could not be written (closed pipe, full disk)
+  2  bad input (an unknown name, an unreadable size, an injection the mode does not make, ...)"""
+
+
 def main(argv=None):
     code = 0
     try:
@@ -303,5 +318,30 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    print(out)
+    problem = None
+    if isinstance(code, str):           # migrate: the reason a run failed
+        problem, code = code, 1
+    elif code is None:
+        code = 0
+    try:
+        print(out)
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError) as e:
+        _quiet_stdout()
+        what = "the output was closed early" if isinstance(e, BrokenPipeError) else \
+            f"cannot write the output ({e.strerror or e})"
+        print(f"error: {what}", file=sys.stderr)
+        return 1
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
     return code
+
+
+def _quiet_stdout():
+    """Point stdout at /dev/null, so the interpreter's last flush at exit cannot fail again."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -44,13 +44,14 @@ take numpy integer arrays or plain ints.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import BitmapLengthError, MachineError, SizeError
 from .units import (GiB, MAX_PHYS_BYTES, TARGET_PAGE_BITS, TARGET_PAGE_SIZE, format_size,
-                    parse_size)
+                    parse_ram_size, parse_size)
 
 MACHINES = ("pc", "pc-i440fx-1.7", "q35")
 """Machine types the model knows: current i440fx, i440fx before gigabyte
@@ -86,6 +87,8 @@ def _parse_below_4g(value, what: str) -> int:
     Every problem with it (unreadable, zero, too big, unaligned) is reported as
     :class:`MachineError`, since it is a machine option.
     """
+    if _is_zero(value):
+        return 0            # QEMU: 0 means "not set", the machine's default (pc_init1, pc_q35_init)
     try:
         nbytes = parse_size(value, what=what, page_aligned=False, limit=None)
     except SizeError as exc:
@@ -93,6 +96,14 @@ def _parse_below_4g(value, what: str) -> int:
     if nbytes > FOUR_GIB or nbytes % TARGET_PAGE_SIZE:
         raise MachineError(f"{what}: got {value!r} = {nbytes} bytes; {_RANGE_TEXT}")
     return nbytes
+
+
+def _is_zero(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value == 0
+    return re.fullmatch(r"\s*0+\s*(?:[KMGTP](?:I?B)?|B)?\s*", str(value), re.IGNORECASE) is not None
 
 
 @dataclass(frozen=True)
@@ -183,18 +194,19 @@ class PCMemoryMap:
 def pc_memory_map(ram_size, machine: str = "pc", max_ram_below_4g=None) -> PCMemoryMap:
     """Split ``ram_size`` between below and above 4 GiB as QEMU does for ``machine``.
 
-    ``ram_size`` is bytes or a string such as "8G" (a positive whole number of
-    4 KiB pages, else :class:`SizeError`).  ``max_ram_below_4g`` is the machine
-    option of that name (bytes or a string; ``None`` = the machine's default,
+    ``ram_size`` is bytes (a positive whole number of 4 KiB pages, else
+    :class:`SizeError`) or a string read as QEMU reads ``-m`` ("8G", "3.5G",
+    "4096" = 4096 MiB).  ``max_ram_below_4g`` is the machine
+    option of that name (bytes or a string; ``None`` or 0 = the machine's default,
     3.5 GiB for i440fx and 4 GiB for q35); it must be page aligned and at most
     4 GiB, else :class:`MachineError`.  See the module docstring for the rules
     (``pc_init1`` in pc_piix.c, ``pc_q35_init`` in pc_q35.c).
     """
     machine = _check_machine(machine)
-    ram = parse_size(ram_size, what="ram_size")
+    ram = parse_ram_size(ram_size, what="ram_size")
     chipset, gigabyte_align, default_max = _MACHINE_RULES[machine]
-    max_below = (default_max if max_ram_below_4g is None
-                 else _parse_below_4g(max_ram_below_4g, "max_ram_below_4g"))
+    max_below = (None if max_ram_below_4g is None
+                 else _parse_below_4g(max_ram_below_4g, "max_ram_below_4g")) or default_max
 
     if chipset == "i440fx":
         lowmem = max_below

@@ -45,6 +45,7 @@ from .guest import Guest
 from .guest.balloon_driver import VirtioBalloonDriver
 from .hinting import (HINT_BLOCK_PAGES, VIRTIO_BALLOON_F_FREE_PAGE_HINT, VIRTIO_BALLOON_F_REPORTING,
                       FreePageHinting)
+from .clock import SendClock
 from .reporting import report_free_pages
 from .memmap import pfn_to_ram_page
 from .units import MiB, TARGET_PAGE_SIZE
@@ -83,7 +84,8 @@ class RAMBlock:
 @dataclass
 class Stats:
     """The counters behind ``query-migrate``'s "ram" section."""
-    transferred: int = 0
+    transferred: int = 0      # ram_bytes_transferred(): what ram_save_iterate and ram_save_complete's pages add
+    file_bytes: int = 0       # qemu_ftell(): everything RAM put in the stream, headers and EOS markers too
     duplicate: int = 0        # zero pages sent as 9-byte records
     normal: int = 0           # full pages sent
     skipped: int = 0          # always 0 since QEMU 1.5.3
@@ -142,7 +144,7 @@ class Migration:
 
         self.now = 0.0
         self.breakdown: dict[str, float] = {}      # simulated seconds by cause (see _spend)
-        self._last_send = (0.0, 0.0)
+        self.clock = SendClock(self.cost.cpu_ns_per_page, self.cost.wire_bytes_per_s)
         self.vm_running = True
         self.phase = "setup"
         self.status = "setup"
@@ -472,31 +474,28 @@ class Migration:
     def _send(self, time_budget: float, byte_budget: float):
         """Find and send dirty pages from ``self.pos`` on, within the budgets.
 
-        Returns (pages sent, bytes, seconds used, whether a full circle found nothing).
-        The migration thread's CPU (reading, zero-checking, copying pages) and
-        the wire overlap: a batch takes max(CPU time, bytes / wire rate).
+        Returns (pages sent, bytes, seconds used, seconds of them the wire accounts for,
+        whether a full circle found nothing).  How long each page takes is the clock's
+        business (:class:`kit.clock.SendClock`), asked once per batch.
         """
-        cpu_ns = self.cost.cpu_ns_per_page * 1e-9
-        wire = self.cost.wire_bytes_per_s
+        clock = self.clock
         segs = self._segments()
-        used_cpu, used_bytes, sent = 0.0, 0, 0
+        used_t, used_wire, used_bytes, sent = 0.0, 0.0, 0, 0
         scanned_empty = 0
         # QEMU 4.0 with free page hinting reads the bitmap in the bulk stage too (fpo_enabled)
         shortcut = self.mode in ("original", "report") and self.ram_bulk_stage
         hint = self.hinting
         # Size the first batch for full pages (the common case) and double it
         # whenever a batch is used up without reaching the budget.
-        per_page = max(cpu_ns, NORMAL_PAGE_BYTES / wire)
+        per_page = clock.fastest_page_s(NORMAL_PAGE_BYTES)
         window = _WINDOW if np.isinf(time_budget) else int(min(_WINDOW, time_budget / per_page + 64))
         while True:
-            elapsed = max(used_cpu, used_bytes / wire)
-            self._last_send = (used_cpu, used_bytes / wire)
-            if hint is not None and hint.next_arrival() <= self.now + elapsed:
-                self._apply_hints(self.now + elapsed)      # the iothread ran meanwhile
-            if elapsed >= time_budget or used_bytes >= byte_budget:
-                return sent, used_bytes, elapsed, False
+            if hint is not None and hint.next_arrival() <= self.now + used_t:
+                self._apply_hints(self.now + used_t)      # the iothread ran meanwhile
+            if used_t >= time_budget or used_bytes >= byte_budget:
+                return sent, used_bytes, used_t, used_wire, False
             if scanned_empty >= self.total_pages:
-                return sent, used_bytes, elapsed, True
+                return sent, used_bytes, used_t, used_wire, True
             if self.pos >= self.total_pages:
                 self.pos = 0
                 self.ram_bulk_stage = False        # the search wrapped: the bulk stage is over
@@ -520,14 +519,14 @@ class Migration:
             if block is not self.last_sent_block:
                 nbytes[0] += 1 + len(block.idstr)
             cum_bytes = used_bytes + np.cumsum(nbytes)
+            cum_t = used_t + np.cumsum(clock.page_seconds(nbytes))
             take = len(idx)
-            byte_limit = min(byte_budget, time_budget * wire)
-            if cum_bytes[-1] >= byte_limit:         # the page that reaches a limit is still sent
-                take = int(np.searchsorted(cum_bytes, byte_limit, side="left")) + 1
-            if cpu_ns > 0 and used_cpu + cpu_ns * take >= time_budget:
-                take = min(take, max(1, int(np.ceil((time_budget - used_cpu) / cpu_ns))))
+            if cum_bytes[-1] >= byte_budget:        # the page that reaches a limit is still sent
+                take = int(np.searchsorted(cum_bytes, byte_budget, side="left")) + 1
+            if cum_t[take - 1] >= time_budget:
+                take = min(take, int(np.searchsorted(cum_t, time_budget, side="left")) + 1)
             if hint is not None and hint.pending and pa is not None:
-                raced = self._hint_race(take, idx, a, ra, pa, used_cpu, cpu_ns, cum_bytes, nbytes, wire)
+                raced = self._hint_race(take, idx, a, ra, pa, cum_t, used_t)
                 if raced < take:
                     # a hint lands just ahead: look at about one 4 MiB block at a time for a while
                     take, window = raced, HINT_BLOCK_PAGES // 2
@@ -544,8 +543,10 @@ class Migration:
                 self.page_state[pages] = np.where(zero, SENT_ZERO, SENT_NORMAL)
             if self.dest_version is not None and pa is not None:
                 self.dest_version[pages] = self.guest.memory.version[pa - ra + pages]
-            used_bytes = int(cum_bytes[take - 1])
-            used_cpu += cpu_ns * take
+            new_bytes = int(cum_bytes[take - 1])
+            used_wire += clock.wire_seconds(new_bytes - used_bytes)
+            used_bytes = new_bytes
+            used_t = float(cum_t[take - 1])
             sent += take
             self.last_sent_block = block
             new_pos = int(pages[-1]) + 1 if take < len(idx) else b
@@ -553,22 +554,21 @@ class Migration:
                 self.stats.visited += new_pos - a
             self.pos = new_pos
 
-    def _hint_race(self, take, idx, a, ra, pa, used_cpu, cpu_ns, cum_bytes, nbytes, wire):
+    def _hint_race(self, take, idx, a, ra, pa, cum_t, used_t):
         """Stop the batch before the first page a hint reaches before the scan does.
 
-        Page k of the batch is reached at now + max(CPU so far, bytes so far / wire).
-        If its block's hint has arrived by then, the bitmap no longer has its bit:
-        send only the pages before it, so the next batch applies that hint first.
+        Page k of the batch is reached when the pages before it are sent (the clock's
+        cumulative time).  If its block's hint has arrived by then, the bitmap no longer
+        has its bit: send only the pages before it, so the next batch applies that hint first.
         """
         arrivals = self.hinting.block_arrival
         off = pa - ra + a
         b0, b1 = (off + int(idx[0])) // HINT_BLOCK_PAGES, (off + int(idx[take - 1])) // HINT_BLOCK_PAGES
-        end = self.now + max(used_cpu + cpu_ns * take, cum_bytes[take - 1] / wire)
+        end = self.now + float(cum_t[take - 1])
         if not arrivals[b0:b1 + 1].min() <= end:       # no hint lands in this batch's range in time
             return take
         arrival = arrivals[(off + idx[:take]) // HINT_BLOCK_PAGES]
-        k = np.arange(take)
-        reach = self.now + np.maximum(used_cpu + cpu_ns * k, (cum_bytes[:take] - nbytes[:take]) / wire)
+        reach = self.now + np.concatenate(([used_t], cum_t[:take - 1]))
         hit = np.flatnonzero(arrival <= reach)
         return max(1, int(hit[0])) if len(hit) else take
 
@@ -586,12 +586,14 @@ class Migration:
 
     def _ram_save_iterate(self):
         budget = self._xfer_limit() - self.window_bytes
-        sent, nbytes, secs, _ = self._send(MAX_WAIT_S, budget)
-        nbytes += EOS_BYTES
+        sent, nbytes, secs, wire_s, _ = self._send(MAX_WAIT_S, budget)
+        nbytes += EOS_BYTES                 # QEMU 2.5 counts ram_save_iterate's EOS in bytes_transferred
         self.stats.transferred += nbytes
+        self.stats.file_bytes += nbytes
         self.window_bytes += nbytes
         self.stats.iterations += 1
-        self._spend_sending(max(secs, EOS_BYTES / self.cost.wire_bytes_per_s))
+        eos_s = self.clock.wire_seconds(EOS_BYTES)
+        self._spend_sending(secs + eos_s, wire_s + eos_s)
         return self._event("iterate", pages=sent, bytes=nbytes, seconds=secs,
                            bulk=self.ram_bulk_stage, migration_dirty_pages=self.migration_dirty_pages)
 
@@ -619,9 +621,9 @@ class Migration:
             return self._event("not-converged", pending=self.migration_dirty_pages)
         return rec
 
-    def _spend_sending(self, seconds: float):
+    def _spend_sending(self, seconds: float, wire_seconds: float):
         """Book sending time: the wire's share, and what the CPU (zero checks) adds on top."""
-        wire_part = min(seconds, self._last_send[1])
+        wire_part = min(seconds, wire_seconds)
         self.breakdown["send-wire"] = self.breakdown.get("send-wire", 0.0) + wire_part
         self._spend(seconds - wire_part, "send-cpu")
         self.now += wire_part
@@ -642,10 +644,11 @@ class Migration:
         self.vm_running = False            # vm_stop: the guest does not run from here on
         self._event("vm-stop")
         self.migration_bitmap_sync()
-        sent, nbytes, secs, _ = self._send(float("inf"), float("inf"))
+        sent, nbytes, secs, wire_s, _ = self._send(float("inf"), float("inf"))
+        self.stats.transferred += nbytes    # ram_save_complete's pages count; its final EOS does not
+        self.stats.file_bytes += nbytes + EOS_BYTES
         nbytes += EOS_BYTES
-        self.stats.transferred += nbytes
-        self._spend_sending(secs)
+        self._spend_sending(secs, wire_s)
         self.downtime = self.now - stop
         self.total_time = self.now
         self.status = "completed"
@@ -669,7 +672,8 @@ class Migration:
             if self.stall:
                 return rec
             if not self._plan:
-                self.stats.transferred += self._header_bytes()
+                # ram_save_setup's header goes into the stream, not into bytes_transferred
+                self.stats.file_bytes += self._header_bytes()
                 self.setup_time = self.now
                 self.window_start = self.now
                 self._rate_period_start = self.now
@@ -706,6 +710,14 @@ class Migration:
             out["lost-outside-lied-pages"] = int(np.count_nonzero(lost & ~lied))
         return out
 
+    def _mbps(self) -> float:
+        """QEMU 2.5's ``mbps``: the last 100 ms window's rate while active; once completed, the
+        whole stream over the total time (``bytes * 8 / total-time``).  Simplification: the
+        stream here is RAM's part only (no device state)."""
+        if self.status == "completed" and self.total_time:
+            return self.stats.file_bytes * 8 / self.total_time / 1e6
+        return self.bandwidth * 8 / 1e6
+
     def query_migrate(self) -> dict:
         """Statistics with the names and meaning of QEMU's ``query-migrate``."""
         s = self.stats
@@ -724,7 +736,7 @@ class Migration:
                 "normal-bytes": s.normal * TARGET_PAGE_SIZE,
                 "dirty-sync-count": s.dirty_sync_count,
                 "dirty-pages-rate": round(self.dirty_pages_rate),
-                "mbps": round(self.bandwidth * 8 / 1e6, 2),
+                "mbps": round(self._mbps(), 2),
                 "free-skipped": s.free_skipped,
             },
             "mode": self.mode,

@@ -34,7 +34,7 @@ from .costmodel import CostModel, get_preset
 from .errors import KitError, UnknownNameError
 from .guest import Guest, Workload, get_workload
 from .memmap import pc_memory_map
-from .units import MiB, TARGET_PAGE_SIZE, format_size, parse_size
+from .units import MiB, TARGET_PAGE_SIZE, format_size, parse_ram_size, parse_size
 
 MODES = ("original", "pv", "hint", "report")
 # Which modes each injected fault applies to.  All four act on the RFC's free-page
@@ -49,8 +49,10 @@ INJECTIONS = {
 
 @dataclass(frozen=True)
 class Scenario:
-    """Everything one migration depends on.  Sizes are bytes (strings such as "8G" are read
-    with :func:`kit.units.parse_size`); ``workload`` and ``cost`` may be given by name."""
+    """Everything one migration depends on.  Sizes are bytes; ``ram`` may be a string read as
+    QEMU reads ``-m`` (:func:`kit.units.parse_ram_size`: "8G", "3.5G", "4096" = 4096 MiB),
+    other sizes with :func:`kit.units.parse_size`.  ``workload`` and ``cost`` may be given by
+    name."""
     ram: int = 8 << 30
     workload: Workload = "idle"
     mode: str = "original"
@@ -70,7 +72,7 @@ class Scenario:
 
     def __post_init__(self):
         s = object.__setattr__
-        s(self, "ram", parse_size(self.ram, what="ram"))
+        s(self, "ram", parse_ram_size(self.ram, what="ram"))       # strings as QEMU reads -m
         if self.max_ram_below_4g is not None and not isinstance(self.max_ram_below_4g, int):
             s(self, "max_ram_below_4g", parse_size(self.max_ram_below_4g, what="max_ram_below_4g"))
         if self.balloon_target is not None:

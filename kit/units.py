@@ -54,6 +54,51 @@ def parse_size(text, *, what="size", page_aligned=True, limit=MAX_PHYS_BYTES):
     return value
 
 
+# QEMU's -m: a decimal fraction is allowed before a unit letter ("3.5G"); "B" is an explicit byte count.
+_RAM_RE = re.compile(r"^\s*(-?)(\d+(?:\.\d*)?|\.\d+)\s*(?:([KMGTP])(?:I?B)?|(B))?\s*\Z",
+                     re.IGNORECASE | re.ASCII)
+RAM_ALIGN = 8192            # set_memory_options rounds the RAM size up to a multiple of 8 KiB
+
+
+def parse_ram_size(text, *, what="--ram", limit=MAX_PHYS_BYTES):
+    """A guest RAM size read as QEMU reads ``-m`` (vl.c ``set_memory_options``, QEMU 2.5).
+
+    A bare number is MiB (``4096`` is 4 GiB); a unit letter K/M/G/T/P (binary, optionally
+    followed by "B" or "iB") may follow a fraction (``3.5G``); a trailing "B" alone is a byte
+    count (``4096B``).  The size is rounded up to 8 KiB, as QEMU does.  An int is taken as
+    bytes.  Raises :class:`SizeError` saying what to fix.
+    """
+    if isinstance(text, bool):
+        raise SizeError(f"{what}: expected a size such as 4096 (MiB), 512M or 8G, got {text!r}")
+    if isinstance(text, int):
+        return parse_size(text, what=what, limit=limit)
+    m = _RAM_RE.match(str(text))
+    if not m:
+        raise SizeError(f"{what}: cannot read {text!r}; write a number of MiB (4096) or a number "
+                        f"with a K/M/G/T suffix (512M, 3.5G, 8GiB), or bytes with B (4096B)")
+    sign, number, unit, byte = m.groups()
+    if sign and float(number) > 0:
+        raise SizeError(f"{what}: must be positive (a size such as 512M or 8G), got {text!r}")
+    if len(number) > 30:
+        raise SizeError(f"{what}: {str(text)[:40]!r}... is far too large; x86-64 can "
+                        f"address at most 4 PiB (52 physical address bits)")
+    if "." in number and not unit:
+        raise SizeError(f"{what}: {text!r}: a fraction needs a unit letter, as in 3.5G or 1.5M "
+                        f"(a bare number is MiB, a trailing B is bytes)")
+    mul = 1 if byte else _SUFFIX[unit.upper()] if unit else MiB
+    whole, _, frac = number.partition(".")
+    # exact arithmetic: whole * mul + frac * mul / 10**len(frac), rounded up to a byte
+    num = int(whole or "0") * 10 ** len(frac) + int(frac or "0")
+    value = -(-num * mul // 10 ** len(frac))
+    if value <= 0:
+        raise SizeError(f"{what}: must be positive (a size such as 512M or 8G), got {text!r}")
+    value = -(-value // RAM_ALIGN) * RAM_ALIGN
+    if limit is not None and value > limit:
+        raise SizeError(f"{what}: {text!r} is beyond what x86-64 can address "
+                        f"(52 physical address bits, at most 4 PiB)")
+    return value
+
+
 def format_size(nbytes):
     """Return ``nbytes`` as the shortest exact binary size, e.g. 3221225472 -> '3G'."""
     for suffix, unit in (("T", TiB), ("G", GiB), ("M", MiB), ("K", KiB)):

@@ -9,9 +9,6 @@ it (its committed outputs are then compared as usual).
 import ast
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np

@@ -66,6 +66,16 @@ class Guest:
             hog = buddy.alloc_pages_bulk(int(buddy.nr_free_pages * w.hog_fraction))
             mem.write(hog)
             buddy.free_frames(hog)          # the process exits: its pages go back, content stays
+        if w.page_cache:
+            # After a long uptime the page cache sits anywhere in RAM, not in the low frames a
+            # fresh boot hands out: pick its frames at random among the free ones (seeded).
+            # Simplification: single pages, no regard for zones or pageblocks.
+            free = np.flatnonzero(buddy.free)
+            npages = min(w.page_cache // 4096, len(free) // 2)
+            cache = np.zeros_like(buddy.free)
+            cache[self.rng.choice(free, size=npages, replace=False)] = True
+            np.greater(buddy.free, cache, out=buddy.free)
+            mem.write(cache)
         if w.working_set:
             npages = min(w.working_set // 4096, buddy.nr_free_pages // 2)
             ws = buddy.alloc_pages_bulk(npages)

@@ -31,13 +31,14 @@ class Workload:
     # before migration
     hog_fraction: float = 0.0             # share of free memory a process wrote and released before migration
     working_set: int = 0                  # bytes a running program holds (allocated and written)
+    page_cache: int = 0                   # bytes of clean page cache, scattered over free memory (uptime)
     # during migration
     dirty_rate: float = 0.0               # pages per second written at random in the working set
     churn_rate: float = 0.0               # pages per second freshly allocated and written (older ones freed)
     churn_pool_seconds: float = 1.0       # how long a churned page stays allocated before it is freed
 
     def __post_init__(self):
-        for field in ("boot_footprint", "boot_stale_free", "working_set"):
+        for field in ("boot_footprint", "boot_stale_free", "working_set", "page_cache"):
             if getattr(self, field) < 0:
                 raise UnknownNameError(f"workload {self.name!r}: {field} must not be negative")
         if not 0.0 <= self.hog_fraction <= 1.0:
@@ -84,6 +85,10 @@ register_workload(Workload(
 register_workload(Workload(
     "hog", "a memory-hungry process ran and exited just before migration: the seed's case 2",
     hog_fraction=0.9678))
+register_workload(Workload(
+    "uptime", "a guest that has been up for a while: 1 GiB of page cache (files read once, "
+    "never written since) scattered over its RAM, nothing running during migration",
+    page_cache=1024 * MiB))
 register_workload(Workload(
     "dirtying", "a program keeps writing a 1 GiB working set (100 MiB/s) and allocating and "
     "freeing 4 MiB/s (each kept for a minute) while migration runs",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import html
 import io
-import re
 from functools import lru_cache
 
 import numpy as np
@@ -33,6 +32,7 @@ from ..guest import Guest, get_workload
 from ..guest.workloads import Workload
 from ..memmap import pc_memory_map
 from ..migration import NORMAL_PAGE_BYTES, Migration
+from ..reference import SEED_2016
 from ..reproduce import reproduce_seed
 from ..units import GiB, MiB, TARGET_PAGE_SIZE
 
@@ -83,19 +83,19 @@ MODES = ("original", "pv")
 
 # ---------------------------------------------------------------------------- the seed's table
 def fitted_figures() -> dict:
-    """Which of the seed's eight figures were fitted, read from ``kit/calibrate.py``'s docstring.
+    """Which of the seed's eight figures were fitted: the fit's own plan (``kit.calibrate.FIT_PLAN``).
 
     Returns ``{(case, mode, "time" | "kb"): parameter or None}``: the parameter
     fitted to that figure, or None for a figure the model *predicts*.
     """
-    out = {(c, m, q): None for c in ("idle", "workload") for m in MODES for q in ("time", "kb")}
-    pat = re.compile(r"^(\S+(?: \S+)*?)\s{2,}(idle|workload), (original|pv), (total time|transferred KB)")
-    for line in calibrate.__doc__.splitlines():
-        m = pat.match(line.strip())
-        if m:
-            param, case, mode, what = m.groups()
-            out[(case, mode, "time" if what == "total time" else "kb")] = param
-    return out
+    case = {r["workload"]: r["case"] for r in SEED_2016}
+    return {(case[w], m, what): p for (w, m, what), p in calibrate.tags().items()}
+
+
+def predicted_tests() -> dict:
+    """``{(case, mode, "time" | "kb"): what that predicted figure really tests}``."""
+    case = {r["workload"]: r["case"] for r in SEED_2016}
+    return {(case[w], m, what): text for (w, m, what), text in calibrate.PREDICTED.items()}
 
 
 def _pct(model, seed):
@@ -187,7 +187,7 @@ def _param_value(param):
     if param.startswith("Workload."):
         name = param.split(".", 1)[1]
         return name, f"{getattr(get_workload('idle'), name) / MiB:.1f} MiB"
-    name = param.split(" ")[-1]                           # "hog's hog_fraction"
+    name = param.split(".")[-1]                           # "hog.hog_fraction"
     return name, f"{getattr(get_workload('hog'), name):g}"
 
 
@@ -197,7 +197,7 @@ def fitted_figures_text() -> str:
     for (case, mode, what), param in fitted_figures().items():
         fig = f"{case:9}{mode:9}{'time' if what == 'time' else 'KB':5}"
         if param is None:
-            lines.append(f"{fig}  PREDICTED (no parameter was fitted to it)")
+            lines.append(f"{fig}  PREDICTED, which tests: {predicted_tests()[(case, mode, what)]}")
         else:
             name, value = _param_value(param)
             lines.append(f"{fig}  fitted: {name} = {value}")

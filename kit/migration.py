@@ -38,15 +38,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import balloon as _balloon
-from .bitmap import bitmap_bytes, unpack_bitmap
 from .costmodel import CostModel, get_preset
 from .errors import KitError, UnknownNameError
 from .guest import Guest
 from .guest.balloon_driver import VirtioBalloonDriver
-from .hinting import (HINT_BLOCK_PAGES, VIRTIO_BALLOON_F_FREE_PAGE_HINT, VIRTIO_BALLOON_F_REPORTING,
-                      FreePageHinting)
+from .hinting import HINT_BLOCK_PAGES
 from .clock import SendClock
-from .reporting import report_free_pages
+from .dirty import DirtyMemory
+from .modes import MODE_CLASSES
 from .memmap import pfn_to_ram_page
 from .units import MiB, TARGET_PAGE_SIZE
 
@@ -148,10 +147,11 @@ class Migration:
         self.vm_running = True
         self.phase = "setup"
         self.status = "setup"
-        self._plan = self._setup_plan()
         self.stats = Stats()
         self.timeline: list[dict] = []
-        self.bmap = None                     # the migration bitmap (bool per page, ram_addr order)
+        self.bmap = np.zeros(self.total_pages, bool)     # the migration bitmap (ram_addr order)
+        # ram_list.dirty_memory[DIRTY_MEMORY_MIGRATION]: every page set when the RAMBlocks were made
+        self.dirty_memory = DirtyMemory(self.total_pages, all_set=True)
         self.migration_dirty_pages = 0
         self.ram_bulk_stage = True
         self.pos = 0
@@ -192,24 +192,19 @@ class Migration:
                                                self.balloon)
         self._snapshot_time = None
 
-        # The RFC's successors (kit/hinting.py, kit/reporting.py).
-        self.hinting = None
-        self.reporting = None
-        if mode == "hint":
-            self.hinting = FreePageHinting(guest, self.cost.hint_ns_per_block,
-                                           self._guest_has(VIRTIO_BALLOON_F_FREE_PAGE_HINT, guest_features))
-            if not self.hinting.supported:
-                self._event("free-page-hint-unsupported")
-        elif mode == "report":
-            if self._guest_has(VIRTIO_BALLOON_F_REPORTING, guest_features):
-                self.reporting = report_free_pages(guest)
-                self._event("free-page-reporting", **self.reporting.summary())
-            else:
-                self._event("free-page-reporting-unsupported")
+        # The mode: a small strategy whose hooks the thread calls (kit/modes.py).
+        self.strategy = MODE_CLASSES[mode](self, guest_features)
+        self._plan = self.strategy.setup_plan()
 
-    @staticmethod
-    def _guest_has(fbit, guest_features) -> bool:
-        return guest_features is None or _balloon.virtio_has_feature(guest_features, fbit)
+    @property
+    def hinting(self):
+        """Free page hinting's state (:class:`kit.hinting.FreePageHinting`) in mode "hint", else None."""
+        return getattr(self.strategy, "hinting", None)
+
+    @property
+    def reporting(self):
+        """Free page reporting's state in mode "report" (None if the guest lacks it, or another mode)."""
+        return getattr(self.strategy, "reporting", None)
 
     # ------------------------------------------------------------------ guest side
     def _free_page_source(self, low_mem, now):
@@ -235,57 +230,24 @@ class Migration:
         return rec
 
     # ------------------------------------------------------------------ setup
-    def _setup_plan(self):
-        if self.mode != "pv":       # original, and hint and report (QEMU 4.0/5.1 set up the same way)
-            return ["ram_save_setup", "memory_global_dirty_log_start", "migration_bitmap_sync"]
-        if self.inject == "free-pages-before-dirty-log":
-            return ["ram_save_setup", "balloon_get_free_pages", "wait_free_pages",
-                    "memory_global_dirty_log_start", "filter_out_guest_free_pages",
-                    "migration_bitmap_sync"]
-        return ["ram_save_setup", "memory_global_dirty_log_start", "balloon_get_free_pages",
-                "wait_free_pages", "filter_out_guest_free_pages", "migration_bitmap_sync"]
-
     @property
     def pv_active(self) -> bool:
         """The RFC's path is taken: pv mode and the balloon feature was negotiated."""
-        return self.mode == "pv" and self.registry.balloon_free_pages_support()
+        return self.mode == "pv" and self.strategy.active(self)
 
     def _do_ram_save_setup(self):
         self._spend(self.cost.setup_ms * 1e-3 + self.total_pages * self.cost.setup_ns_per_page * 1e-9,
                     "setup")
-        if self.mode != "pv":
-            # original: every bit set, migration_dirty_pages = all RAM pages
-            self.bmap = np.ones(self.total_pages, dtype=bool)
-            self.migration_dirty_pages = self.total_pages
-            return self._event("bitmap", how="all ones", migration_dirty_pages=self.total_pages)
-        # patch 3: no bits in the migration bitmap; every block is marked in
-        # ram_list.dirty_memory[DIRTY_MEMORY_MIGRATION] and the first sync fills the bitmap.
-        # Simplification: dirty_memory and the bitmap share one array during setup.
-        self.bmap = np.ones(self.total_pages, dtype=bool)
-        self.migration_dirty_pages = 0
-        if self.pv_active:
-            self.free_pages_bmap = np.zeros(bitmap_bytes(self.mm.ram_pages), np.uint8)
-        return self._event("bitmap", how="dirty_memory marked, bitmap empty", migration_dirty_pages=0,
-                           free_page_support=self.pv_active)
+        return self.strategy.ram_save_setup(self)
 
     def _do_memory_global_dirty_log_start(self):
-        if self.reporting is None:
-            backed = int(np.count_nonzero(self.guest.memory.version))
-        else:                       # pages the host discarded are not backed (kit/reporting.py)
-            backed = self.reporting.backed_pages(self.guest)
+        backed = self.strategy.backed_pages(self)
         self._spend(self.cost.dirty_log_start_s(backed), "dirty-log-start")
         self.guest.memory.dirty_log.start()
         return self._event("dirty-log-start", backed_pages=backed)
 
-    def _do_balloon_get_free_pages(self):
-        if not self.pv_active:
-            return self._event("free-pages-unsupported")
-        ret, _ = self.registry.balloon_get_free_pages(self.free_pages_bmap, self.now)
-        return self._event("free-pages-request", ret=ret, low_mem=self.balloon.low_mem)
-
-    def _do_wait_free_pages(self):
-        if not self.pv_active:
-            return self._event("free-pages-unsupported")
+    def _wait_free_pages(self):
+        """The RFC's wait: poll the balloon every 1 ms until the guest's bitmap is in."""
         start, polls = self.now, 0
         timeout = self.free_page_wait_timeout_s
         deadline = start + timeout if timeout is not None else float("inf")
@@ -317,47 +279,29 @@ class Migration:
                 self.free_pages_count = None
                 return self._event("free-pages-timeout", polls=polls, waited=self.now - start)
 
-    def _do_filter_out_guest_free_pages(self):
-        if not self.pv_active or self.free_pages_count is None:
-            return self._event("filter-skipped")
-        block = self.blocks[0]                 # the RFC filters the first RAMBlock only (pc.ram)
-        n = block.used_length
-        free = unpack_bitmap(self.free_pages_bmap, n)
-        np.logical_not(free, out=self.bmap[block.offset:block.offset + n])
-        skipped = int(np.count_nonzero(free))
-        self.stats.free_skipped = skipped
-        if self.page_state is not None:
-            self.page_state[block.offset:block.offset + n][free] = SKIPPED_FREE
-        return self._event("filter", free_pages=skipped)
-
     def _do_migration_bitmap_sync(self):
         new = self.migration_bitmap_sync()
-        if self.mode == "pv":
-            # the first sync copies dirty_memory into the bitmap and counts it
-            self.migration_dirty_pages = int(np.count_nonzero(self.bmap))
         return self._event("sync", new_dirty=new, migration_dirty_pages=self.migration_dirty_pages)
 
     # ------------------------------------------------------------------ the bitmap
     def migration_bitmap_sync(self) -> int:
         """Fetch KVM's dirty log, OR it into the migration bitmap; returns newly dirty pages.
 
-        In mode "hint" the precopy notifiers run around it: hinting stops before
-        the sync; after it a new round starts if the VM runs, else DONE.
+        The mode's hooks run around it (in mode "hint", QEMU 4.0's precopy notifiers:
+        hinting stops before the sync; after it a new round starts if the VM runs, else DONE).
         """
-        if self.hinting is not None:
-            self._hint_before_sync()
+        self.strategy.before_sync(self)
         new = self._bitmap_sync()
-        if self.hinting is not None:
-            self._hint_after_sync()
+        self.strategy.after_sync(self)
         return new
 
     def _bitmap_sync(self) -> int:
         self._spend(self.cost.sync_s(self.total_pages), "bitmap-sync")
+        # KVM's log goes into dirty_memory, then dirty_memory moves into the migration bitmap
         frames = self.guest.memory.dirty_log.fetch_and_clear()
         pages = pfn_to_ram_page(self.mm, frames) if len(frames) else frames
-        was = self.bmap[pages]
-        new = int(np.count_nonzero(~was))
-        self.bmap[pages] = True
+        self.dirty_memory.set_pages(pages)
+        new = self.dirty_memory.fold_into(self.bmap)
         self.migration_dirty_pages += new
         self.stats.dirty_sync_count += 1
         if self.page_state is not None and len(pages):
@@ -370,32 +314,6 @@ class Migration:
         return new
 
     # ------------------------------------------------------------------ free page hinting
-    def _hint_before_sync(self):
-        """PRECOPY_NOTIFY_BEFORE_BITMAP_SYNC: apply the hints that arrived, then STOP."""
-        h = self.hinting
-        if not h.active:
-            return
-        self._apply_hints(self.now)
-        # by="guest": the guest had hinted all it could and sent its own stop id first
-        by = "guest" if not h.pending and self.now >= h.rounds[-1]["guest_finishes"] else "host"
-        rnd = h.stop(self.now)
-        self._event("hint-stop", cmd_id=rnd["cmd_id"], by=by, hinted_blocks=rnd["hinted_blocks"],
-                    pages_cleared=rnd["pages_cleared"], dropped_at_stop=rnd["dropped_at_stop"],
-                    dropped_busy=rnd["dropped_busy"])
-
-    def _hint_after_sync(self):
-        """PRECOPY_NOTIFY_AFTER_BITMAP_SYNC: a new round while the VM runs, else DONE."""
-        h = self.hinting
-        if self.vm_running:
-            rnd = h.start(self.now)
-            if rnd is not None:
-                self._event("hint-start", cmd_id=rnd["cmd_id"], round=len(h.rounds),
-                            planned_blocks=rnd["planned_blocks"], guest_finishes=rnd["guest_finishes"])
-        elif h.status != "done":
-            freed = h.done(self.now)
-            if h.supported:
-                self._event("hint-done", blocks_freed=freed, pages_freed=freed * HINT_BLOCK_PAGES)
-
     def _apply_hints(self, t: float) -> int:
         """The iothread: feed every hint that reached QEMU by time ``t`` to the bitmap."""
         blocks = self.hinting.take_arrived(t)
@@ -482,16 +400,14 @@ class Migration:
         segs = self._segments()
         used_t, used_wire, used_bytes, sent = 0.0, 0.0, 0, 0
         scanned_empty = 0
-        # QEMU 4.0 with free page hinting reads the bitmap in the bulk stage too (fpo_enabled)
-        shortcut = self.mode in ("original", "report") and self.ram_bulk_stage
-        hint = self.hinting
+        shortcut = self.strategy.bulk_shortcut and self.ram_bulk_stage
+        mode = self.strategy
         # Size the first batch for full pages (the common case) and double it
         # whenever a batch is used up without reaching the budget.
         per_page = clock.fastest_page_s(NORMAL_PAGE_BYTES)
         window = _WINDOW if np.isinf(time_budget) else int(min(_WINDOW, time_budget / per_page + 64))
         while True:
-            if hint is not None and hint.next_arrival() <= self.now + used_t:
-                self._apply_hints(self.now + used_t)      # the iothread ran meanwhile
+            mode.catch_up(self, self.now + used_t)      # another thread (hinting's iothread) ran meanwhile
             if used_t >= time_budget or used_bytes >= byte_budget:
                 return sent, used_bytes, used_t, used_wire, False
             if scanned_empty >= self.total_pages:
@@ -525,8 +441,8 @@ class Migration:
                 take = int(np.searchsorted(cum_bytes, byte_budget, side="left")) + 1
             if cum_t[take - 1] >= time_budget:
                 take = min(take, int(np.searchsorted(cum_t, time_budget, side="left")) + 1)
-            if hint is not None and hint.pending and pa is not None:
-                raced = self._hint_race(take, idx, a, ra, pa, cum_t, used_t)
+            if mode.busy():
+                raced = mode.limit_batch(self, take, idx, a, ra, pa, cum_t, used_t)
                 if raced < take:
                     # a hint lands just ahead: look at about one 4 MiB block at a time for a while
                     take, window = raced, HINT_BLOCK_PAGES // 2
@@ -553,24 +469,6 @@ class Migration:
             if shortcut:
                 self.stats.visited += new_pos - a
             self.pos = new_pos
-
-    def _hint_race(self, take, idx, a, ra, pa, cum_t, used_t):
-        """Stop the batch before the first page a hint reaches before the scan does.
-
-        Page k of the batch is reached when the pages before it are sent (the clock's
-        cumulative time).  If its block's hint has arrived by then, the bitmap no longer
-        has its bit: send only the pages before it, so the next batch applies that hint first.
-        """
-        arrivals = self.hinting.block_arrival
-        off = pa - ra + a
-        b0, b1 = (off + int(idx[0])) // HINT_BLOCK_PAGES, (off + int(idx[take - 1])) // HINT_BLOCK_PAGES
-        end = self.now + float(cum_t[take - 1])
-        if not arrivals[b0:b1 + 1].min() <= end:       # no hint lands in this batch's range in time
-            return take
-        arrival = arrivals[(off + idx[:take]) // HINT_BLOCK_PAGES]
-        reach = self.now + np.concatenate(([used_t], cum_t[:take - 1]))
-        hit = np.flatnonzero(arrival <= reach)
-        return max(1, int(hit[0])) if len(hit) else take
 
     # ------------------------------------------------------------------ the thread loop
     def ram_save_pending(self) -> int:
@@ -600,8 +498,7 @@ class Migration:
     def _thread_turn(self):
         """One turn of migration_thread's loop: pending check, iterate or complete, bandwidth."""
         rec = None
-        if self.hinting is not None and self.hinting.pending:
-            self._apply_hints(self.now)
+        self.strategy.catch_up(self, self.now)
         if self.window_bytes < self._xfer_limit():
             pending = self.ram_save_pending()
             if pending and pending >= self.max_size:
@@ -668,7 +565,8 @@ class Migration:
             return None
         if self.phase == "setup":
             action = self._plan.pop(0)
-            rec = getattr(self, "_do_" + action)()
+            own = getattr(self.strategy, "do_" + action, None)     # a step of the mode's own
+            rec = own(self) if own is not None else getattr(self, "_do_" + action)()
             if self.stall:
                 return rec
             if not self._plan:
@@ -742,11 +640,7 @@ class Migration:
             "mode": self.mode,
             "breakdown-ms": {k: round(v * 1000, 3) for k, v in self.breakdown.items()},
         }
-        if self.hinting is not None:
-            d["free-page-hint"] = self.hinting.summary()
-        if self.mode == "report":
-            d["free-page-reporting"] = (self.reporting.summary() if self.reporting is not None
-                                        else {"reported-pages": 0, "supported": False})
+        d.update(self.strategy.stats(self))
         if self.stall:
             d["stall"] = self.stall
         if self.verify_result is not None:

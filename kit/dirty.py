@@ -1,0 +1,89 @@
+"""``ram_list.dirty_memory[DIRTY_MEMORY_MIGRATION]``: QEMU's own dirty bitmap, apart from the migration's.
+
+QEMU 2.5 keeps two bitmaps over ram_addr space:
+
+* ``dirty_memory[DIRTY_MEMORY_MIGRATION]`` (this class): set for every page when a
+  RAMBlock is allocated, by a write that QEMU itself makes to guest RAM (an emulated
+  device's DMA goes through ``cpu_physical_memory_set_dirty_range``), and by each
+  fetch of KVM's dirty log during a sync;
+* the migration bitmap (``migration_bitmap``, :attr:`kit.migration.Migration.bmap`):
+  the pages still to send.
+
+``migration_bitmap_sync`` fetches KVM's log into ``dirty_memory``, then moves every
+set bit into the migration bitmap and clears it (``migration_bitmap_sync_range``,
+a test-and-clear), counting the bits that were not already set there.
+
+Packed as QEMU packs it: one bit per page, little-endian within a byte (bit ``i``
+is bit ``i % 8`` of byte ``i // 8``), so a 1 TiB guest needs 32 MiB.  Chunks of
+:data:`CHUNK_PAGES` that may hold a set bit are tracked, so a sync looks only there.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+CHUNK_PAGES = 1 << 18               # 1 GiB of RAM per chunk
+
+
+class DirtyMemory:
+    def __init__(self, npages: int, all_set: bool = True):
+        self.npages = int(npages)
+        self.bits = np.full(-(-self.npages // 8), 0xFF if all_set else 0, np.uint8)
+        if all_set and self.npages % 8:
+            self.bits[-1] = (1 << (self.npages % 8)) - 1
+        self.chunk_dirty = np.full(-(-self.npages // CHUNK_PAGES), bool(all_set))
+
+    def _unpack(self, a: int, b: int) -> np.ndarray:
+        """Bits of pages [a, b) as bools (``a`` a multiple of 8)."""
+        raw = self.bits[a >> 3: -(-b // 8)]
+        return np.unpackbits(raw, count=b - a, bitorder="little").view(bool)
+
+    def get(self, a: int = 0, b: int | None = None) -> np.ndarray:
+        """A bool copy of pages [a, b) (any ``a``)."""
+        b = self.npages if b is None else b
+        a8 = a & ~7
+        return self._unpack(a8, b)[a - a8:].copy()
+
+    def count(self) -> int:
+        return int(np.bitwise_count(self.bits).sum(dtype=np.int64))
+
+    def set_pages(self, pages) -> None:
+        """Mark ``pages`` (ram_addr page numbers) dirty, as a write QEMU sees does."""
+        pages = np.asarray(pages, np.int64)
+        if not len(pages):
+            return
+        np.bitwise_or.at(self.bits, pages >> 3, np.left_shift(1, pages & 7).astype(np.uint8))
+        self.chunk_dirty[np.unique(pages // CHUNK_PAGES)] = True
+
+    def assign(self, start: int, values: np.ndarray) -> None:
+        """Overwrite the bits of pages [start, start + len(values)) with ``values``; ``start``
+        must be a multiple of 8 (a RAMBlock's offset is page-aligned to far more)."""
+        values = np.asarray(values, bool)
+        if start % 8:
+            raise ValueError("DirtyMemory.assign: start must be a multiple of 8 pages")
+        n = len(values)
+        end = start + n
+        whole = n // 8 * 8
+        if whole:
+            self.bits[start >> 3:(start + whole) >> 3] = np.packbits(values[:whole], bitorder="little")
+        if n - whole:                       # the last partial byte: keep the bits past the end
+            byte = (start + whole) >> 3
+            keep = int(self.bits[byte]) & ~((1 << (n - whole)) - 1) & 0xFF
+            tail = int(np.packbits(values[whole:], bitorder="little")[0])
+            self.bits[byte] = keep | tail
+        lo, hi = start // CHUNK_PAGES, -(-end // CHUNK_PAGES)
+        self.chunk_dirty[lo:hi] = True
+
+    def fold_into(self, bmap: np.ndarray) -> int:
+        """Move every set bit into ``bmap`` (bool per page) and clear it; returns how many
+        pages were newly set in ``bmap`` (``migration_bitmap_sync_range``)."""
+        new = 0
+        for c in np.flatnonzero(self.chunk_dirty).tolist():
+            a, b = c * CHUNK_PAGES, min((c + 1) * CHUNK_PAGES, self.npages)
+            d = self._unpack(a, b)
+            if d.any():
+                seg = bmap[a:b]
+                new += int(np.count_nonzero(d & ~seg))
+                seg |= d
+                self.bits[a >> 3: -(-b // 8)] = 0
+            self.chunk_dirty[c] = False
+        return new

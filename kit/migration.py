@@ -544,7 +544,6 @@ class Migration:
         sent, nbytes, secs, wire_s, _ = self._send(float("inf"), float("inf"))
         self.stats.transferred += nbytes    # ram_save_complete's pages count; its final EOS does not
         self.stats.file_bytes += nbytes + EOS_BYTES
-        nbytes += EOS_BYTES
         self._spend_sending(secs, wire_s)
         self.downtime = self.now - stop
         self.total_time = self.now

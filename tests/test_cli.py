@@ -85,7 +85,9 @@ def test_memmap_q35():
 
 
 @pytest.mark.parametrize("text, nbytes", [
-    ("4096", 4096), ("512M", 512 * MiB), ("8G", 8 * GiB), ("8GiB", 8 * GiB), ("1T", TiB),
+    # as QEMU reads -m: a bare number is MiB, a fraction needs a unit, B is bytes (rounded up to 8 KiB)
+    ("4096", 4 * GiB), ("512M", 512 * MiB), ("8G", 8 * GiB), ("8GiB", 8 * GiB), ("1T", TiB),
+    ("3.5G", 3 * GiB + 512 * MiB), ("1.5M", 3 * 512 * 1024), ("8192B", 8192), ("4096B", 8192),
 ])
 def test_memmap_size_spellings(text, nbytes):
     d = run_json("memmap", "--ram", text)
@@ -95,9 +97,9 @@ def test_memmap_size_spellings(text, nbytes):
 @settings(max_examples=40, deadline=None)
 @given(pages=st.integers(1, 1 << 22), machine=st.sampled_from(["pc", "pc-i440fx-1.7", "q35"]))
 def test_memmap_split_adds_up(pages, machine):
-    d = run_json("memmap", "--ram", str(pages * PAGE), "--machine", machine)
+    d = run_json("memmap", "--ram", f"{pages * 2 * PAGE}B", "--machine", machine)
     below, above = d["below_4g_mem_size"], d["above_4g_mem_size"]
-    assert below + above == pages * PAGE
+    assert below + above == pages * 2 * PAGE
     assert 0 < below <= d["lowmem"] <= 4 * GiB
     assert below % PAGE == 0 and above % PAGE == 0
     if above:
@@ -185,10 +187,13 @@ def test_migrate_verify_dirtying_pv_loses_nothing(dirtying_pv_verified):
 
 
 def test_migrate_verify_catches_free_pages_before_dirty_log(dirtying_pv_verified):
-    s = run_json("migrate", "--ram", "8G", "--workload", "dirtying", "--mode", "pv", "--verify",
-                 "--inject", "free-pages-before-dirty-log")
+    rc, out, err = run("migrate", "--ram", "8G", "--workload", "dirtying", "--mode", "pv", "--verify",
+                       "--inject", "free-pages-before-dirty-log", "--json")
+    s = json.loads(out)
     assert s["status"] == "completed"
     assert s["verify"]["lost-pages"] > 0
+    # a run that loses pages exits 1, with one line that says so
+    assert rc == 1 and err.count("\n") == 1 and "lost" in err and "Traceback" not in err
 
 
 def test_migrate_human_output_matches_json():
@@ -290,12 +295,13 @@ BAD = [
     (["memmap", "--ram=-1G"], ["--ram", "positive"]),
     (["memmap", "--ram", "-4096"], ["positive"]),
     (["memmap", "--ram", "abc"], ["--ram", "cannot read", "8G"]),
-    (["memmap", "--ram", "1.5G"], ["cannot read"]),
     (["memmap", "--ram", "8X"], ["cannot read"]),
+    (["memmap", "--ram", "1.5"], ["fraction", "unit"]),
+    (["migrate", "--ram", "4096.5B"], ["fraction", "unit"]),
+    (["migrate", "--mode", "hint", "--inject", "wrong-lowmem"], ["wrong-lowmem", "mode pv"]),
+    (["migrate", "--mode", "original", "--inject", "free-pages-before-dirty-log"], ["mode pv"]),
     (["memmap", "--ram", ""], ["cannot read"]),
     (["memmap", "--ram", "+8G"], ["cannot read"]),
-    (["memmap", "--ram", "4097"], ["4096"]),
-    (["memmap", "--ram", "4095"], ["4096"]),
     (["memmap", "--ram", "5P"], ["52"]),
     (["memmap", "--ram", str((1 << 52) + PAGE)], ["52"]),
     (["memmap", "--ram", "4P"], ["52"]),                 # fits 52 bits, but not with the PCI hole
@@ -304,7 +310,6 @@ BAD = [
     (["memmap", "--ram", "8G", "--machine", "pc-q35-9.9"], ["unknown machine", "q35"]),
     (["memmap", "--ram", "8G", "--max-ram-below-4g", "5G"], ["--max-ram-below-4g", "4G"]),
     (["memmap", "--ram", "8G", "--max-ram-below-4g", "4097"], ["--max-ram-below-4g", "4 KiB"]),
-    (["memmap", "--ram", "8G", "--max-ram-below-4g", "0"], ["--max-ram-below-4g", "positive"]),
     (["memmap", "--ram", "8G", "--max-ram-below-4g", "-1G"], ["--max-ram-below-4g", "positive"]),
     (["memmap", "--ram", "8G", "--max-ram-below-4g=-1G"], ["--max-ram-below-4g", "positive"]),
     (["memmap", "--ram", "8G", "--max-ram-below-4g", "lots"], ["--max-ram-below-4g", "cannot read"]),
@@ -325,7 +330,6 @@ BAD = [
     (["migrate", "--ram", "-1G"], ["--ram", "positive"]),
     (["migrate", "--ram=-1G"], ["--ram", "positive"]),
     (["migrate", "--ram", "0"], ["positive"]),
-    (["migrate", "--ram", "12345"], ["4096"]),
     (["migrate", "--ram", "5P"], ["52"]),
     (["migrate", "--max-ram-below-4g", "5G"], ["--max-ram-below-4g"]),
     (["migrate", "--seed", "-1"], ["--seed", ">= 0"]),
@@ -419,3 +423,52 @@ def test_subprocess_migrate_json():
     p = run_subprocess("migrate", "--ram", "8G", "--workload", "idle", "--mode", "pv", "--json")
     assert p.returncode == 0 and p.stderr == ""
     assert json.loads(p.stdout)["status"] == "completed"
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_max_ram_below_4g_zero_is_the_machine_default():
+    """QEMU takes max-ram-below-4g=0 as "not set" (pc_init1, pc_q35_init)."""
+    for machine in ("pc", "q35"):
+        assert run_json("memmap", "--ram", "8G", "--machine", machine, "--max-ram-below-4g", "0") == \
+            run_json("memmap", "--ram", "8G", "--machine", machine)
+
+
+def test_exit_codes_are_documented_in_help():
+    p = subprocess.run([sys.executable, "-m", "kit", "migrate", "--help"], capture_output=True, text=True,
+                       cwd=ROOT)
+    out = p.stdout
+    assert p.returncode == 0
+    for line in ("0  the command did what it says", "1  migrate: the run lost pages", "2  bad input"):
+        assert line in out
+
+
+def test_original_mode_text_does_not_claim_rfc_skips():
+    rc, out, err = run("migrate", "--ram", "1G", "--mode", "original")
+    assert rc == 0 and "free pages skipped" not in out
+    rc, out, err = run("migrate", "--ram", "1G", "--mode", "pv")
+    assert rc == 0 and "free pages skipped (RFC):" in out
+
+
+def test_closed_pipe_gives_one_line_and_no_traceback():
+    """A reader that goes away early (| head -c 20) or a full disk: one line, no traceback."""
+    cmd = [sys.executable, "-m", "kit", "migrate", "--ram", "1G", "--json"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    p.stdout.close()                                # nobody reads: the first write fails
+    err = p.stderr.read().decode()
+    assert p.wait() == 1
+    assert "Traceback" not in err and err.count("\n") == 1 and "closed" in err
+    with open("/dev/full", "w") as full:
+        q = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, cwd=ROOT)
+    assert q.returncode == 1 and b"Traceback" not in q.stderr and q.stderr.count(b"\n") == 1
+
+
+def test_wrong_lowmem_loses_pages_on_a_built_in_workload():
+    """The uptime guest's page cache sits above 4 GiB, where the unshifted bitmap marks used
+    frames free (their ram_addr is their frame number minus the hole)."""
+    rc, out, err = run("migrate", "--ram", "8G", "--workload", "uptime", "--mode", "pv", "--verify",
+                       "--inject", "wrong-lowmem", "--json")
+    assert rc == 1 and json.loads(out)["verify"]["lost-pages"] > 0
+    rc, out, err = run("migrate", "--ram", "8G", "--workload", "uptime", "--mode", "pv", "--verify", "--json")
+    assert rc == 0 and json.loads(out)["verify"]["lost-pages"] == 0

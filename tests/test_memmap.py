@@ -108,7 +108,7 @@ def test_unknown_machine_lists_known():
         assert name in msg
 
 
-@pytest.mark.parametrize("value", ["5G", 4 * GiB + PAGE, 0, "0", 4097, "1.5G", -PAGE])
+@pytest.mark.parametrize("value", ["5G", 4 * GiB + PAGE, 4097, "1.5G", -PAGE])
 def test_bad_max_ram_below_4g(value):
     with pytest.raises(MachineError) as exc:
         pc_memory_map("8G", "pc", max_ram_below_4g=value)
@@ -118,11 +118,23 @@ def test_bad_max_ram_below_4g(value):
 
 @pytest.mark.parametrize("value, text", [
     (0, "positive"), (-PAGE, "positive"), (4097, "4096"), ("8X", "cannot read"),
-    ("1.5G", "cannot read"), (True, "expected a size"),
+    ("1.5", "fraction"), (True, "expected a size"),
 ])
 def test_bad_ram_size(value, text):
     with pytest.raises(SizeError, match=text):
         pc_memory_map(value, "pc")
+
+
+def test_ram_size_reads_as_qemu_m():
+    assert pc_memory_map("1.5G", "pc").ram_size == 3 * 512 * MiB
+    assert pc_memory_map("4096", "pc").ram_size == 4 * GiB          # a bare number is MiB
+    assert pc_memory_map(4096 * 2, "pc").ram_size == 8192           # an int is bytes
+
+
+@pytest.mark.parametrize("zero", [0, "0", "0G"])
+def test_max_ram_below_4g_zero_means_default(zero):
+    for machine in ("pc", "pc-i440fx-1.7", "q35"):
+        assert pc_memory_map("8G", machine, max_ram_below_4g=zero) == pc_memory_map("8G", machine)
 
 
 def test_ram_size_beyond_52_bits():

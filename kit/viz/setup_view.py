@@ -3,15 +3,13 @@
 Display only; :class:`SetupComparison` drives two real
 :class:`~kit.migration.Migration` objects with ``step()``, one per mode.
 
-A note on what is drawn.  The model keeps one array, ``Migration.bmap``, for
-both ``ram_list.dirty_memory[DIRTY_MEMORY_MIGRATION]`` and the migration bitmap
-while the patched setup runs (see ``_do_ram_save_setup``).  The RFC has two:
-patch 3 marks every page in dirty_memory and leaves the migration bitmap empty;
-patch 4 clears the free pages in dirty_memory; the first
-``migration_bitmap_sync()`` moves dirty_memory into the migration bitmap and
-counts.  :func:`bitmap_views` draws the two the RFC's way: before the first
-sync the array is dirty_memory and the migration bitmap is empty, after it the
-array is the migration bitmap and dirty_memory has been consumed.
+What is drawn: the model's two bitmaps, as QEMU 2.5 has them.
+``ram_list.dirty_memory[DIRTY_MEMORY_MIGRATION]`` (``Migration.dirty_memory``)
+has every page marked since the RAMBlocks were allocated; patch 3 leaves the
+migration bitmap (``Migration.bmap``) empty; patch 4 overwrites pc.ram's
+dirty_memory bits with the complement of the guest's free bitmap; the first
+``migration_bitmap_sync()`` moves dirty_memory into the migration bitmap,
+clears it, and counts.
 """
 from __future__ import annotations
 
@@ -39,10 +37,6 @@ DIRTY_MEMORY = "ram_list.dirty_memory[DIRTY_MEMORY_MIGRATION]"
 MODE_TITLES = {"original": "original QEMU 2.5", "pv": "with the RFC (patches 3 and 4)"}
 
 
-def _synced(m) -> bool:
-    return any(e["kind"] == "sync" for e in m.timeline)
-
-
 def _classes(m) -> np.ndarray:
     cls = m.bmap.astype(np.uint8)                    # SET where the bit is set, CLEAR elsewhere
     if m.page_state is not None:
@@ -50,15 +44,24 @@ def _classes(m) -> np.ndarray:
     return cls
 
 
+def _dirty_memory_classes(m) -> np.ndarray:
+    cls = m.dirty_memory.get().astype(np.uint8)      # SET where the bit is set, CLEAR elsewhere
+    synced = any(e["kind"] == "sync" for e in m.timeline)   # the first sync consumed it all
+    if m.page_state is not None and not synced:
+        cls[(cls == CLEAR) & (m.page_state == SKIPPED_FREE)] = CLEAR_FREE
+    return cls
+
+
 def bitmap_views(m) -> dict:
-    """The bitmaps of ``m`` as the RFC has them, one class per page of ram_addr space.
+    """The bitmaps of ``m``, one class per page of ram_addr space.
 
     Returns ``{MIGRATION_BITMAP: classes}`` for the original and
     ``{DIRTY_MEMORY: classes, MIGRATION_BITMAP: classes}`` for pv mode.
     Meant for the setup stage (afterwards pages leave the bitmap as they are sent).
+    Before ``ram_save_setup`` has run, every page is NONE (no bitmap yet).
     """
     n = m.total_pages
-    if m.bmap is None:
+    if not any(e["kind"] == "bitmap" for e in m.timeline):
         none = np.full(n, NONE, np.uint8)
         views = {MIGRATION_BITMAP: none}
         if m.mode == "pv":
@@ -66,10 +69,7 @@ def bitmap_views(m) -> dict:
         return views
     if m.mode == "original":
         return {MIGRATION_BITMAP: _classes(m)}
-    empty = np.zeros(n, np.uint8)
-    if _synced(m):
-        return {DIRTY_MEMORY: empty, MIGRATION_BITMAP: _classes(m)}
-    return {DIRTY_MEMORY: _classes(m), MIGRATION_BITMAP: empty}
+    return {DIRTY_MEMORY: _dirty_memory_classes(m), MIGRATION_BITMAP: _classes(m)}
 
 
 def bits_set(m) -> int:

@@ -29,12 +29,12 @@ import numpy as np
 
 from .stats import solve
 from .costmodel import get_preset
-from .guest import Guest, get_workload
+from .guest import get_workload
 from .memmap import pc_memory_map
-from .migration import Migration
 from .reference import (SEED_2016, SEED_2016_BITMAP_BUILD_MS, SEED_2016_BITMAP_TRANSFER_MS,
                         SEED_2016_RAM)
 from .bitmap import bitmap_bytes
+from .scenario import Scenario, guest, run
 from .units import TARGET_PAGE_SIZE, parse_size
 
 _PAGE_DELTA = 4104 - 9       # bytes one page more or less non-zero changes
@@ -44,10 +44,13 @@ def _seed(workload, mode):
     return next(r for r in SEED_2016 if r["workload"] == workload and r["mode"] == mode)
 
 
+def _scenario(workload, cost, mode="original", machine="pc") -> Scenario:
+    return Scenario(ram=parse_size(SEED_2016_RAM), workload=workload, mode=mode, machine=machine,
+                    cost=cost, seed=0, track_pages=False)
+
+
 def _run(workloads, cost, workload, mode, machine="pc"):
-    mm = pc_memory_map(parse_size(SEED_2016_RAM), machine)
-    g = Guest(mm, workloads[workload])
-    return Migration(g, mode, cost, track_pages=False).run().stats
+    return run(_scenario(workloads[workload], cost, mode, machine)).stats
 
 
 def _kb(stats):
@@ -69,7 +72,7 @@ def fit_seed_2016(start_cost="seed-2016", rounds=3):
 
     # Liang Li's two figures fix the guest side of the request.
     mm = pc_memory_map(parse_size(SEED_2016_RAM))
-    idle_guest = Guest(mm, wl["idle"])
+    idle_guest = guest(_scenario(wl["idle"], cost))
     cost = cost.with_(
         guest_walk_ns_per_free_page=SEED_2016_BITMAP_BUILD_MS * 1e6 / idle_guest.buddy.nr_free_pages,
         bitmap_transfer_ns_per_byte=SEED_2016_BITMAP_TRANSFER_MS * 1e6 / bitmap_bytes(mm.ram_pages))
@@ -83,7 +86,7 @@ def fit_seed_2016(start_cost="seed-2016", rounds=3):
         d = (_seed("idle", "pv")["transferred-kb"] - _kb(_run(wl, cost, "idle", "pv"))) * 1024
         moved = d / _PAGE_DELTA * TARGET_PAGE_SIZE     # used pages up, stale free pages down
         set_boot(fp + moved, st - moved)
-        free = Guest(mm, wl["idle"]).buddy.nr_free_pages
+        free = guest(_scenario(wl["idle"], cost)).buddy.nr_free_pages
         d = (_seed("hog", "original")["transferred-kb"] - _kb(_run(wl, cost, "hog", "original"))) * 1024
         frac = min(1.0, max(0.0, wl["hog"].hog_fraction + d / _PAGE_DELTA / free))
         wl["hog"] = wl["hog"].with_(hog_fraction=round(frac, 5))

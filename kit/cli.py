@@ -185,15 +185,16 @@ def _check_fits(ram, text):
 def cmd_migrate(a):
     from .guest import OutOfMemory
     from .memmap import pc_memory_map
-    from .migration import migrate
+    from .scenario import Scenario, run
     _check_names(a)
     ram = _size(a.ram)
     below = _max_below_4g(a.max_ram_below_4g)
     pc_memory_map(a.ram, a.machine, below)       # machine and layout errors before the memory check
     _check_fits(ram, a.ram)
+    s = Scenario(ram=ram, workload=a.workload, mode=a.mode, machine=a.machine, max_ram_below_4g=below,
+                 cost=a.preset, verify=a.verify, inject=a.inject, seed=a.seed)
     try:
-        r = migrate(ram, a.workload, a.mode, machine=a.machine, max_ram_below_4g=below,
-                    preset=a.preset, verify=a.verify, inject=a.inject, seed=a.seed)
+        r = run(s)
     except OutOfMemory as e:
         raise KitError(f"--ram {a.ram}: the modelled {a.workload} guest does not fit in it "
                        f"({e}); give it more RAM, e.g. --ram 16M or more") from None

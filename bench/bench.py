@@ -2,8 +2,8 @@
 
     python bench/bench.py [--quick] [--json out.json] [--repeat N]
 
-1. 8 GiB guest, ``hog``, original and pv: time to build the guest and to
-   migrate it (``track_pages`` False and True), best of N (default 5).
+1. 8 GiB guest, ``hog``, original and pv: time to build the guest (and the
+   migration's own structures: ``kit.scenario.build``) and to migrate it (``track_pages`` False and True), best of N (default 5).
    Target: build + migrate <= 0.25 s.
 2. 1 TiB guest (268 M pages): ``hog`` original and pv, ``idle`` pv, each in a
    fresh subprocess so that its peak RSS is its own.  Targets: <= 30 s wall
@@ -35,9 +35,7 @@ for p in (ROOT, BENCH):
 
 import numpy as np  # noqa: E402
 
-from kit.guest import Guest  # noqa: E402
-from kit.memmap import pc_memory_map  # noqa: E402
-from kit.migration import Migration  # noqa: E402
+from kit.scenario import Scenario, build  # noqa: E402
 from kit.stats import least_squares_2  # noqa: E402
 from kit.units import GiB, MiB, TiB, format_size  # noqa: E402
 
@@ -101,32 +99,32 @@ def ok(flag: bool) -> str:
 
 # ---------------------------------------------------------------------------- 1. 8 GiB
 def bench_8g(repeat: int) -> list[dict]:
-    mm = pc_memory_map(8 * GiB)
     rows = []
     for mode in ("original", "pv"):
-        build, mig, mig_tracked, full = [], [], [], []
+        s = Scenario(ram=8 * GiB, workload="hog", mode=mode, cost=PRESET, track_pages=False)
+        builds, mig, mig_tracked, full = [], [], [], []
         stats = None
         for _ in range(repeat):
             gc.collect()
-            tb, guest = timed(Guest, mm, "hog")
-            tm, res = timed(Migration(guest, mode, PRESET, track_pages=False).run)
-            del guest
+            tb, m = timed(build, s)
+            tm, res = timed(m.run)
+            del m
             gc.collect()
-            guest = Guest(mm, "hog")
-            tt, res_t = timed(Migration(guest, mode, PRESET, track_pages=True).run)
-            del guest
+            m = build(s.with_(track_pages=True))
+            tt, res_t = timed(m.run)
+            del m
             if res.stats != res_t.stats:
                 raise SystemExit(f"8 GiB {mode}: track_pages changed the result")
             stats = res.stats
-            build.append(tb)
+            builds.append(tb)
             mig.append(tm)
             mig_tracked.append(tt)
             full.append(tb + tm)
         rows.append({"ram": "8G", "workload": "hog", "mode": mode, "repeat": repeat,
-                     "build_s": min(build), "migrate_s": min(mig),
+                     "build_s": min(builds), "migrate_s": min(mig),
                      "migrate_tracked_s": min(mig_tracked), "full_s": min(full),
-                     "full_tracked_s": min(build) + min(mig_tracked),
-                     "all_build_s": build, "all_migrate_s": mig, "all_migrate_tracked_s": mig_tracked,
+                     "full_tracked_s": min(builds) + min(mig_tracked),
+                     "all_build_s": builds, "all_migrate_s": mig, "all_migrate_tracked_s": mig_tracked,
                      "target_s": TARGET_8G_S, "meets_target": min(full) <= TARGET_8G_S,
                      "simulated": sim(stats)})
     return rows
@@ -148,10 +146,10 @@ def table_8g(rows) -> str:
 def child(workload: str, mode: str, ram: str) -> None:
     """Runs in a fresh interpreter: build, migrate, print one JSON line."""
     t0 = time.perf_counter()
-    guest = Guest(pc_memory_map(ram), workload)
+    m = build(Scenario(ram=ram, workload=workload, mode=mode, cost=PRESET, track_pages=False))
     t1 = time.perf_counter()
     rss_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    res = Migration(guest, mode, PRESET, track_pages=False).run()
+    res = m.run()
     t2 = time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"build_s": t1 - t0, "migrate_s": t2 - t1, "maxrss_kib_after_build": rss_build,

@@ -5,9 +5,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from kit.guest import Guest  # noqa: E402
-from kit.memmap import pc_memory_map  # noqa: E402
-from kit.migration import Migration  # noqa: E402
+from kit.scenario import Scenario, build  # noqa: E402
 from kit.viz import pagemap as pm  # noqa: E402
 
 
@@ -20,8 +18,8 @@ def best(fn, n=10):
     return min(out) * 1000, sorted(out)[len(out) // 2] * 1000
 
 
-g = Guest(pc_memory_map(8 << 30), "hog")
-m = Migration(g, "pv")
+m = build(Scenario(ram=8 << 30, workload="hog", mode="pv", track_pages=True))
+g = m.guest
 m.run(until=0.3)
 guest = best(lambda: pm.png(pm.render(pm.guest_classes(g), pm.GUEST_COLOURS)))
 mig = best(lambda: pm.png(pm.render(pm.migration_classes(m), pm.MIGRATION_COLOURS)))

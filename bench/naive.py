@@ -31,17 +31,15 @@ from __future__ import annotations
 import numpy as np
 
 from kit.errors import KitError
-from kit.guest import Guest
-from kit.memmap import pc_memory_map
-from kit.migration import EOS_BYTES, MAX_WAIT_S, NORMAL_PAGE_BYTES, ZERO_PAGE_BYTES, Migration
+from kit.migration import EOS_BYTES, MAX_WAIT_S, NORMAL_PAGE_BYTES, ZERO_PAGE_BYTES
+from kit.scenario import Scenario, build
 
 COMPARED = ("pages", "duplicate", "normal", "bytes")
 
 
 def fresh_migration(ram, workload="hog", mode="original", preset="seed-2016", seed=0):
     """A freshly built guest of ``ram`` bytes and a new Migration of it (pages not tracked)."""
-    guest = Guest(pc_memory_map(ram), workload, seed=seed)
-    return Migration(guest, mode, preset, track_pages=False, seed=seed)
+    return build(Scenario(ram=ram, workload=workload, mode=mode, cost=preset, seed=seed, track_pages=False))
 
 
 def finish_setup(migration):

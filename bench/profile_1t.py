@@ -46,6 +46,7 @@ from kit.guest.buddy import BuddyAllocator  # noqa: E402
 from kit.guest.memory import GuestMemory  # noqa: E402
 from kit.memmap import pc_memory_map  # noqa: E402
 from kit.migration import Migration  # noqa: E402
+from kit.scenario import Scenario, build as build_migration  # noqa: E402
 
 MiB = 1 << 20
 
@@ -58,22 +59,25 @@ def section(title):
     print(f"\n=== {title}", flush=True)
 
 
+def scenario(args):
+    return Scenario(ram=args.ram, workload=args.workload, mode=args.mode, cost="seed-2016",
+                    track_pages=False)
+
+
 # ------------------------------------------------------------------------------ cpu
 def cpu(args):
     section(f"cProfile, {args.ram} {args.workload} {args.mode}")
-    mm = pc_memory_map(args.ram)
-    for label, fn in (("build", lambda: Guest(mm, args.workload)),):
+    for label, fn in (("build", lambda: build_migration(scenario(args))),):
         pr = cProfile.Profile()
         t = time.perf_counter()
         pr.enable()
-        guest = fn()
+        m = fn()
         pr.disable()
         print(f"-- {label}: {time.perf_counter() - t:.1f} s (under the profiler)")
         _print_stats(pr, 12)
     pr = cProfile.Profile()
     t = time.perf_counter()
     pr.enable()
-    m = Migration(guest, args.mode, "seed-2016", track_pages=False)
     res = m.run()
     pr.disable()
     print(f"-- migrate: {time.perf_counter() - t:.1f} s (under the profiler), "
@@ -141,9 +145,9 @@ def mem(args):
             tr.wrap(owner, name)
     tracemalloc.start()
     base = maxrss_mib()
-    guest = Guest(pc_memory_map(args.ram), args.workload)
+    m = build_migration(scenario(args))
+    guest = m.guest
     rss_build = maxrss_mib()
-    m = Migration(guest, args.mode, "seed-2016", track_pages=False)
     m.run()
     rss_all = maxrss_mib()
     peak = max(r["peak"] for r in tr.rows.values())
@@ -168,8 +172,8 @@ def mem(args):
 def send(args):
     """Time each statement of one _send batch, on the real arrays, mid-round."""
     section(f"one _send batch taken apart, {args.ram} {args.workload} {args.mode}")
-    guest = Guest(pc_memory_map(args.ram), args.workload)
-    m = Migration(guest, args.mode, "seed-2016", track_pages=False)
+    m = build_migration(scenario(args))
+    guest = m.guest
     while m.phase == "setup":
         m.step()
     cpu_ns = m.cost.cpu_ns_per_page * 1e-9
@@ -220,14 +224,13 @@ def send(args):
 # ------------------------------------------------------------------------------ window
 def window(args):
     section(f"_WINDOW patched in this process, {args.ram} {args.workload} {args.mode}")
-    guest = Guest(pc_memory_map(args.ram), args.workload)
     orig = kmig._WINDOW
     ref = None
     for w in (orig, 1 << 15, 1 << 14, 14390):
         kmig._WINDOW = w
         best = float("inf")
         for _ in range(args.reps):
-            m = Migration(guest, args.mode, "seed-2016", track_pages=False)
+            m = build_migration(scenario(args))
             s = time.perf_counter()
             res = m.run()
             best = min(best, time.perf_counter() - s)

@@ -22,24 +22,25 @@ for the others this module computes what it can and says what it leaves out.
   (:data:`WEI_WANG`).
 
 Everything is seeded (seed 0, ``pc`` machine, ``seed-2016`` cost model unless
-told otherwise), so the same call gives the same numbers.  Model modules only:
-no matplotlib, no widgets.
+told otherwise), so the same call gives the same numbers.  Every run is a
+:class:`kit.scenario.Scenario` run by :func:`kit.scenario.run` (cached there, by
+the whole scenario value).  Model modules only: no matplotlib, no widgets.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from .bitmap import bitmap_bytes
 from .costmodel import CostModel, get_preset
 from .guest import MAX_ORDER, Guest, get_workload
-from .guest.workloads import Workload
 from .hinting import HINT_BLOCK_PAGES
 from .memmap import pc_memory_map
 from .migration import MODES, NORMAL_PAGE_BYTES, ZERO_PAGE_BYTES, Migration
 from .reporting import PAGE_REPORTING_CAPACITY, PAGE_REPORTING_DELAY_S, PAGE_REPORTING_MIN_PAGES
+from . import scenario as _scenario
+from .scenario import Scenario, run
 from .units import GiB, TARGET_PAGE_SIZE, parse_size
 
 PRESET = "seed-2016"
@@ -53,8 +54,15 @@ def _ram_bytes(ram) -> int:
     return parse_size(ram, what="ram") if isinstance(ram, str) else int(ram)
 
 
+def scenario(ram="8G", workload="idle", mode="original", *, preset=PRESET, **kw) -> Scenario:
+    """This module's scenario: a seeded ``pc`` guest on ``preset`` (``kw``: other Scenario fields)."""
+    kw.setdefault("seed", SEED)
+    return Scenario(ram=_ram_bytes(ram), workload=workload, mode=mode, machine=MACHINE,
+                    cost=get_preset(preset), **kw)
+
+
 def _guest(ram, workload, seed=SEED) -> Guest:
-    return Guest(pc_memory_map(_ram_bytes(ram), MACHINE), workload, seed=seed)
+    return _scenario.guest(scenario(ram, workload, seed=seed))
 
 
 def _cost(preset=PRESET, downtime_limit_ms=None) -> CostModel:
@@ -66,17 +74,18 @@ def _cost(preset=PRESET, downtime_limit_ms=None) -> CostModel:
 
 
 # ---------------------------------------------------------------------------- one run
-def make(ram="8G", workload="idle", mode="original", *, preset=PRESET, **kw) -> Migration:
+def make(ram="8G", workload="idle", mode="original", *, preset=PRESET, track_pages=True,
+         **kw) -> Migration:
     """A seeded guest and a Migration of it in ``mode`` (nothing has run yet)."""
-    kw.setdefault("seed", SEED)
-    return Migration(_guest(ram, workload), mode, get_preset(preset), **kw)
+    return _scenario.build(scenario(ram, workload, mode, preset=preset, track_pages=track_pages, **kw))
 
 
-def summarize(m: Migration) -> dict:
-    """The numbers the notebook shows for one finished migration (a plain dict)."""
-    s = m.query_migrate()
+def summarize(m) -> dict:
+    """The numbers the notebook shows for one finished migration or :class:`~kit.scenario.Result`
+    (a plain dict)."""
+    s = m.query_migrate() if isinstance(m, Migration) else m.stats
     ram = s["ram"]
-    out = {"mode": m.mode, "status": s["status"], "total-ms": s["total-time"],
+    out = {"mode": s["mode"], "status": s["status"], "total-ms": s["total-time"],
            "setup-ms": s["setup-time"], "downtime-ms": s["downtime"],
            "transferred": ram["transferred"], "duplicate": ram["duplicate"],
            "normal": ram["normal"], "free-skipped": ram["free-skipped"],
@@ -90,20 +99,11 @@ def summarize(m: Migration) -> dict:
     return out
 
 
-@lru_cache(maxsize=256)
-def _run(ram_bytes: int, workload: Workload, mode: str, preset_name: str, downtime_limit_ms):
-    m = Migration(_guest(ram_bytes, workload), mode, _cost(preset_name, downtime_limit_ms),
-                  track_pages=False, seed=SEED)
-    m.run()
-    return summarize(m)
-
-
 def run_point(ram="8G", workload="idle", mode="original", *, preset=PRESET,
               downtime_limit_ms=None) -> dict:
-    """Migrate a seeded ``pc`` guest once (cached); a copy of :func:`summarize`'s dict."""
-    r = _run(_ram_bytes(ram), get_workload(workload), mode, get_preset(preset).name,
-             downtime_limit_ms)
-    return {**r, "breakdown-ms": dict(r["breakdown-ms"])}
+    """Migrate a seeded ``pc`` guest once (cached by :func:`kit.scenario.run`); :func:`summarize`'s dict."""
+    return summarize(run(scenario(ram, workload, mode, preset=_cost(preset, downtime_limit_ms),
+                                  track_pages=False)))
 
 
 def compare(ram="8G", workload="idle", modes=MODES, **kw) -> dict:
@@ -157,19 +157,22 @@ INFLATE_SOURCES = {
 def inflate_balloon(guest: Guest, target_bytes: int) -> np.ndarray:
     """Inflate ``guest``'s balloon until the guest keeps ``target_bytes`` of RAM (or all it can give).
 
-    The balloon driver allocates free pages and tells the host, which discards them
+    :meth:`kit.guest.Guest.inflate_balloon`, which a scenario's ``balloon_target`` uses: the
+    balloon driver allocates free pages and tells the host, which discards them
     (``MADV_DONTNEED``).  In the model: the pages leave the buddy allocator, read as zero and
     are no longer backed by the host (write version 0).  Returns a frame mask of the balloon.
-    Simplification: the driver takes pages the way :meth:`BuddyAllocator.alloc_pages_bulk`
-    hands them out, and only free pages (a real guest would first shrink its caches).
     """
-    mm = guest.mm
-    want = max(0, mm.ram_pages - int(target_bytes) // TARGET_PAGE_SIZE)
-    n = min(want, guest.buddy.nr_free_pages)
-    mask = guest.buddy.alloc_pages_bulk(n)
-    np.logical_or(guest.memory.zero, mask, out=guest.memory.zero)
-    guest.memory.version[mask] = 0
-    return mask
+    return guest.inflate_balloon(target_bytes)
+
+
+_BALLOONED: dict = {}          # Scenario.key() -> pages the balloon took
+
+
+def _ballooned_pages(s: Scenario) -> int:
+    key = s.key()
+    if key not in _BALLOONED:
+        _BALLOONED[key] = int(np.count_nonzero(_scenario.guest(s).balloon_frames))
+    return _BALLOONED[key]
 
 
 def balloon_instead(ram="8G", workload="hog", target="1G", speed="2016", preset=PRESET) -> dict:
@@ -180,12 +183,10 @@ def balloon_instead(ram="8G", workload="hog", target="1G", speed="2016", preset=
     their sum, and the pages the balloon took.  The deflate on the destination comes after
     switch-over and is not counted; the guest lives without that memory meanwhile.
     """
-    g = _guest(ram, workload)
-    mask = inflate_balloon(g, _ram_bytes(target))
-    pages = int(np.count_nonzero(mask))
-    m = Migration(g, "original", get_preset(preset), track_pages=False, seed=SEED)
-    m.run()
-    r = summarize(m)
+    s = scenario(ram, workload, "original", preset=preset, track_pages=False,
+                 balloon_target=_ram_bytes(target))
+    r = summarize(run(s))
+    pages = _ballooned_pages(s)
     inflate_ms = 1000 * INFLATE_S_PER_GIB[speed] * pages * TARGET_PAGE_SIZE / GiB
     return {"ballooned-pages": pages, "ballooned-gib": pages * TARGET_PAGE_SIZE / GiB,
             "inflate-ms": inflate_ms, "migrate-ms": r["total-ms"], "total-ms": inflate_ms + r["total-ms"],
@@ -298,10 +299,10 @@ def postcopy_split(ram="8G", workload="hog", mode="original", switch_ms=500.0, p
     Simplification: the guest running on the destination is not modelled: each page due is
     counted once, pushed in the background or fetched on a fault, and fault latency is left out.
     """
-    g = _guest(ram, workload)
     cm = get_preset(preset)
-    m = Migration(g, mode, cm, track_pages=False, seed=SEED)
+    m = _scenario.build(scenario(ram, workload, mode, preset=cm, track_pages=False))
     m.run(until=switch_ms / 1000)
+    g = m.guest
     done = m.done
     n = m.mm.ram_pages
     due = m.bmap[:n].copy() if not done else np.zeros(n, bool)
@@ -372,7 +373,7 @@ def seconds_per_gib(ms: float, ram_gib: float) -> float:
     return ms / 1000 / ram_gib
 
 
-__all__ = ["PRESET", "MACHINE", "SEED", "BUDDY_MAX_BLOCK_BYTES", "make", "summarize", "run_point", "compare",
+__all__ = ["PRESET", "MACHINE", "SEED", "BUDDY_MAX_BLOCK_BYTES", "scenario", "make", "summarize", "run_point", "compare",
            "saving", "send_estimate_s", "fixed_ms", "estimate_ms", "INFLATE_S_PER_GIB",
            "INFLATE_SOURCES", "inflate_balloon", "balloon_instead", "pagemap_counts",
            "pagemap_estimate", "free_pages_after_boot", "bitmap_sizes", "postcopy_split",

@@ -1,8 +1,8 @@
 """The seed's table, recomputed by the model (``python -m kit reproduce``)."""
 from __future__ import annotations
 
-from .migration import migrate
 from .reference import SEED_2016, SEED_2016_RAM
+from .scenario import Scenario, run
 
 
 def reproduce_seed(preset="seed-2016", machine="pc"):
@@ -12,8 +12,8 @@ def reproduce_seed(preset="seed-2016", machine="pc"):
     """
     rows = []
     for ref in SEED_2016:
-        r = migrate(SEED_2016_RAM, ref["workload"], ref["mode"], machine=machine, preset=preset,
-                    track_pages=False)
+        r = run(Scenario(ram=SEED_2016_RAM, workload=ref["workload"], mode=ref["mode"], machine=machine,
+                         cost=preset, track_pages=False))
         s = r.stats
         rows.append({"case": ref["case"], "mode": ref["mode"],
                      "total-time-ms": s["total-time"], "transferred-kb": s["ram"]["transferred"] >> 10,

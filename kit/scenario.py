@@ -13,7 +13,7 @@ round-trips through JSON.
   changes nothing in the cache.
 * :func:`build` builds the same guest and migration without running it, for
   pictures and widgets that step through a migration (``step()``,
-  ``run(until=...)``).
+  ``run(until=...)``) or read it afterwards (``m.guest``, ``m.bmap``).
 * :func:`guest` builds only the guest, as :func:`build` would.
 
 The CLI, the notebooks, the exercises, the viz modules, ``kit.beyond``, the lab
@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
+from .balloon import features_to_mask
 from .costmodel import CostModel, get_preset
 from .errors import KitError, UnknownNameError
 from .guest import Guest, Workload, get_workload
@@ -69,6 +70,8 @@ class Scenario:
     guest_features: int | None = None            # the guest balloon driver's features (None: all)
     free_page_wait_timeout_s: float | None = None  # None waits forever, as the RFC does
     balloon_target: int | None = None            # inflate the balloon until the guest keeps this much
+    program_at: int | None = None                # after boot, a program allocates and writes
+    program_bytes: int = 0                       # program_bytes from guest-physical program_at up
 
     def __post_init__(self):
         s = object.__setattr__
@@ -78,6 +81,14 @@ class Scenario:
         if self.balloon_target is not None:
             s(self, "balloon_target", parse_size(self.balloon_target, what="balloon_target",
                                                  page_aligned=False))
+        if self.program_at is not None:
+            s(self, "program_at", _size_or_zero(self.program_at, "program_at"))
+        s(self, "program_bytes", _size_or_zero(self.program_bytes, "program_bytes"))
+        if self.program_bytes and self.program_at is None:
+            raise KitError("program_bytes needs program_at: the guest-physical address the program's "
+                           "pages start from")
+        if self.guest_features is not None:
+            s(self, "guest_features", features_to_mask(self.guest_features))
         s(self, "workload", get_workload(self.workload))
         s(self, "cost", get_preset(self.cost))
         if self.mode not in MODES:
@@ -153,7 +164,15 @@ class Scenario:
             more.append(f"free-page-wait-timeout={self.free_page_wait_timeout_s:g}s")
         if self.balloon_target is not None:
             more.append(f"balloon-target={format_size(self.balloon_target)}")
+        if self.program_at is not None:
+            more.append(f"program={format_size(self.program_bytes)}@{self.program_at:#x}")
         return "scenario: " + " ".join(opts) + "\n          " + " ".join(more)
+
+
+def _size_or_zero(value, what) -> int:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value == 0:
+        return 0
+    return parse_size(value, what=what, page_aligned=False)
 
 
 def _registered(w) -> bool:
@@ -191,19 +210,38 @@ def guest(s: Scenario) -> Guest:
     """The scenario's guest, freshly booted and prepared (nothing has migrated)."""
     mm = pc_memory_map(s.ram, s.machine, s.max_ram_below_4g)
     g = Guest(mm, s.cost.workload_for(s.workload), seed=s.seed)
+    if s.program_at is not None:
+        # the kernel may hand a program any free frame: place the runtime allocator's cursor
+        g.buddy.cursor = s.program_at // TARGET_PAGE_SIZE
+        g.allocate_and_write(s.program_bytes // TARGET_PAGE_SIZE)
     if s.balloon_target is not None:
         g.inflate_balloon(s.balloon_target)
     return g
 
 
-def build(s: Scenario):
-    """The scenario's migration, set up and not yet run: ``step()`` or ``run(until=...)`` it."""
+def build(s: Scenario, *, guest: Guest | None = None):
+    """The scenario's migration, set up and not yet run: ``step()`` or ``run(until=...)`` it.
+
+    ``guest``: migrate a copy of this guest instead of building the scenario's (for old code
+    that hands a widget a guest factory).  Its memory map must be the scenario's; the
+    scenario then gives the mode, the cost model and the options, and its seed seeds the
+    migration's own choices (the lying guest's pages)."""
     from .migration import Migration
-    return Migration(guest(s), s.mode, s.cost, verify=s.verify, inject=s.inject, vga_vram=s.vga_vram,
-                     track_pages=s.track_pages, max_time_s=s.max_time_s, lie_fraction=s.lie_fraction,
+    if guest is not None:
+        mm = pc_memory_map(s.ram, s.machine, s.max_ram_below_4g)
+        if guest.mm != mm:
+            raise KitError(f"build(guest=...): the guest's memory map ({guest.mm.machine}, "
+                           f"{format_size(guest.mm.ram_size)}) is not the scenario's "
+                           f"({s.machine}, {format_size(s.ram)})")
+    return Migration(_guest_of(s) if guest is None else guest, s.mode, s.cost, verify=s.verify,
+                     inject=s.inject, vga_vram=s.vga_vram, track_pages=s.track_pages,
+                     max_time_s=s.max_time_s, lie_fraction=s.lie_fraction,
                      guest_features=s.guest_features,
                      free_page_wait_timeout_s=s.free_page_wait_timeout_s, seed=s.seed,
-                     owns_guest=True, scenario=s)
+                     owns_guest=guest is None, scenario=s)
+
+
+_guest_of = guest
 
 
 @dataclass(frozen=True)

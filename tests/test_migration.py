@@ -15,8 +15,8 @@ from kit.units import MiB
 
 
 def make(ram="512M", workload="idle", mode="pv", machine="pc", seed=0, **kw):
-    g = Guest(pc_memory_map(ram, machine), workload, seed=seed)
-    return g, Migration(g, mode, seed=seed, **kw)
+    m = Migration(Guest(pc_memory_map(ram, machine), workload, seed=seed), mode, seed=seed, **kw)
+    return m.guest, m                   # the guest the migration works on (it migrates a copy)
 
 
 def run_setup(m):

@@ -18,11 +18,10 @@ from kit.viz import protocol_view as pv
 @pytest.fixture(scope="module")
 def done():
     """A 256 MiB guest whose pv migration has run its setup (one free-page request)."""
-    g = Guest(pc_memory_map("256M"), "hog", seed=1)
-    m = Migration(g, "pv")
+    m = Migration(Guest(pc_memory_map("256M"), "hog", seed=1), "pv")
     while m.phase == "setup":
         m.step()
-    return g, m
+    return m.guest, m
 
 
 def test_request_steps_follow_the_state_machine(done):

@@ -6,10 +6,9 @@ Each ``check_N(prediction)`` computes the answer with the model and returns a
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
+from .. import scenario as _scenario
 from ..memmap import pc_memory_map, pfn_to_ram_page
-from ..migration import Migration
+from ..scenario import Scenario
 from ..units import GiB, MiB, format_size
 from . import Verdict, check_number
 
@@ -51,18 +50,21 @@ def answer_2() -> int:
     return pfn_to_ram_page(pc_memory_map(s["ram"], s["machine"]), s["pfn"])
 
 
+def scenario_3() -> Scenario:
+    """Exercise 3 as a scenario: the guest below, migrated by the RFC told low_mem = 4 GiB."""
+    s = SCENARIOS[3]
+    return Scenario(ram=s["ram"], machine=s["machine"], workload=s["workload"], seed=s["seed"],
+                    program_at=s["program_at"], program_bytes=s["program_bytes"], mode="pv",
+                    inject="wrong-lowmem", verify=True, track_pages=False)
+
+
 def scenario_3_guest():
     """Exercise 3's guest: booted idle, then a program allocates and writes 1 GiB from 4.5 GiB up."""
-    from ..viz.memmap_view import guest_with_pages_at
-    s = SCENARIOS[3]
-    return guest_with_pages_at(s["ram"], s["machine"], at_gpa=s["program_at"],
-                               nbytes=s["program_bytes"], workload=s["workload"], seed=s["seed"])
+    return _scenario.guest(scenario_3())
 
 
-@lru_cache(maxsize=1)
 def answer_3() -> int:
-    m = Migration(scenario_3_guest(), "pv", inject="wrong-lowmem", verify=True, track_pages=False)
-    return m.run().stats["verify"]["lost-pages"]
+    return _scenario.run(scenario_3())["verify"]["lost-pages"]
 
 
 ANSWERS = {1: answer_1, 2: answer_2, 3: answer_3}
@@ -95,4 +97,4 @@ def check_3(prediction) -> Verdict:
     return check_number(prediction, answer_3(), rel=0.02, unit=" pages")
 
 
-__all__ = ["SCENARIOS", "scenario", "reveal", "check_1", "check_2", "check_3", "scenario_3_guest"]
+__all__ = ["SCENARIOS", "scenario", "reveal", "check_1", "check_2", "check_3", "scenario_3", "scenario_3_guest"]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import scenario as _scenario
 from ..bitmap import bitmap_bytes
-from ..guest import Guest
 from ..memmap import pc_memory_map
 from ..migration import Migration
+from ..scenario import Scenario
 from . import Verdict, check_choice, check_number
 
 __all__ = ["SCENARIO_1", "SCENARIO_2", "SCENARIO_3", "bitmap_bytes_answer", "check_bitmap_bytes",
@@ -27,10 +28,7 @@ _ASK = "write your prediction first (the answer is hidden until you do)"
 
 
 def _migration(scenario, run_setup=True) -> Migration:
-    s = dict(scenario)
-    guest = Guest(pc_memory_map(s.pop("ram"), s.pop("machine")), s.pop("workload"),
-                  seed=s["seed"])
-    m = Migration(guest, "pv", **s)
+    m = _scenario.build(Scenario(**scenario, mode="pv", track_pages=True))
     while run_setup and m.phase == "setup":
         m.step()
     return m

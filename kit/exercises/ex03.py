@@ -6,9 +6,9 @@ the model's answer.  With ``prediction=None`` a check only asks for a prediction
 """
 from __future__ import annotations
 
-from ..guest import Guest
-from ..memmap import pc_memory_map
+from .. import scenario as _scenario
 from ..migration import Migration
+from ..scenario import Scenario
 from ..viz.setup_view import run_counting_bulk_visits
 from . import Verdict, check_number
 
@@ -22,9 +22,7 @@ _ASK = "write your prediction first (the answer is hidden until you do)"
 
 
 def _migration(mode, scenario=SCENARIO) -> Migration:
-    guest = Guest(pc_memory_map(scenario["ram"], scenario["machine"]), scenario["workload"],
-                  seed=scenario["seed"])
-    return Migration(guest, mode, seed=scenario["seed"])
+    return _scenario.build(Scenario(**scenario, mode=mode, track_pages=True))
 
 
 def _vga_hint(m, prediction, without_vga) -> str:

@@ -28,10 +28,9 @@ import json
 import statistics
 from pathlib import Path
 
+from .. import scenario as _scenario
 from ..costmodel import get_preset
-from ..guest import Guest
-from ..memmap import pc_memory_map
-from ..migration import Migration
+from ..scenario import Scenario
 from ..units import MiB, TARGET_PAGE_SIZE
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "lab"
@@ -143,8 +142,7 @@ def fit_tcg_loopback(rows, ram="1G", start="tcg-loopback", rounds=2):
     setup = statistics.median([r["derived"]["setup-time-ms"] for r in rows
                                if r["status"] == "ok" and r["config"]["ram"] == ram
                                and r["config"]["workload"] in ("idle", "hog")])
-    total_pages = Migration(Guest(pc_memory_map(ram_mib * MiB), cost.workload_for("idle")),
-                            "original", cost, track_pages=False).total_pages
+    total_pages = _scenario.build(model_scenario(cost, ram_mib, "idle", "original")).total_pages
     cost = cost.with_(setup_ms=0.0, setup_ns_per_page=float(f"{setup * 1e6 / total_pages:.4g}"),
                       dirty_log_ns_per_backed_page=0.0)
 
@@ -152,8 +150,8 @@ def fit_tcg_loopback(rows, ram="1G", start="tcg-loopback", rounds=2):
         return model_figures(model_run(cm or cost, ram_mib, workload, hint, guest_sizes=gs or sizes))
 
     def free_pages(gs):
-        mm = pc_memory_map(ram_mib * MiB)
-        return Guest(mm, cost.with_(guest_sizes=gs).workload_for("idle")).buddy.nr_free_pages
+        s = model_scenario(cost.with_(guest_sizes=gs), ram_mib, "idle", "original")
+        return _scenario.guest(s).buddy.nr_free_pages
 
     page = TARGET_PAGE_SIZE
     for _ in range(rounds):
@@ -207,15 +205,17 @@ def compare(rows, cost="tcg-loopback", calibrated_on="1G") -> list[dict]:
 STRESS = DATA / "stress"
 
 
+def model_scenario(cost, ram_mib, workload, mode, machine="pc", vga_vram=16 * MiB) -> Scenario:
+    """The scenario of one lab cell in the model (seed 0, pages not tracked)."""
+    return Scenario(ram=ram_mib * MiB, workload=workload, mode=mode, machine=machine,
+                    cost=get_preset(cost), seed=0, vga_vram=vga_vram, track_pages=False)
+
+
 def model_run_mode(cost, ram_mib, workload, mode, machine="pc", vga_vram=16 * MiB):
     """:func:`model_run` for any mode (``original``, ``pv``, ``hint``, ``report``) and a
     chosen second RAMBlock.  The lab's QEMU runs with ``-nodefaults`` (no VGA), so
     ``vga_vram=0`` is the lab's layout; :func:`model_run` keeps the model's 16 MiB."""
-    cost = get_preset(cost)
-    mm = pc_memory_map(ram_mib * MiB, machine)
-    m = Migration(Guest(mm, cost.workload_for(workload)), mode, cost, track_pages=False,
-                  vga_vram=vga_vram)
-    return m.run().stats
+    return _scenario.run(model_scenario(cost, ram_mib, workload, mode, machine, vga_vram)).stats
 
 
 def cell_values(rows, figure, workloads=("idle", "hog")) -> dict:

@@ -10,15 +10,15 @@ Display only: every number comes from :mod:`kit.beyond`, which runs the model.
 """
 from __future__ import annotations
 
+import copy
 import html
 import io
-from functools import lru_cache
 
 import numpy as np
 
 from .. import beyond
-from ..guest import get_workload
-from ..migration import MODES, Migration
+from .. import scenario as _scenario
+from ..migration import MODES
 from ..units import GiB, MiB
 from . import pagemap as pm
 from .performance import draw_breakdown
@@ -188,7 +188,7 @@ def reviewers_figure(rows: dict, title=""):
 
 
 # ---------------------------------------------------------------------------- the successors' protocols
-def hint_events_text(m: Migration) -> str:
+def hint_events_text(m) -> str:
     """The free page hinting events of a finished ``hint`` migration, one line each."""
     lines = []
     for e in m.timeline:
@@ -258,14 +258,22 @@ def wei_wang_figure(rows):
 
 
 # ---------------------------------------------------------------------------- the widget
-@lru_cache(maxsize=16)
+_TRACKED: dict = {}              # Scenario.key() -> (PNG, stats); the page maps are not kept
+_TRACKED_SIZE = 16
+
+
 def _tracked(ram_gib: int, workload: str, mode: str):
     """(page-map PNG, query-migrate stats) of one migration with page tracking (cached)."""
-    m = Migration(beyond._guest(int(ram_gib * GiB), get_workload(workload)), mode, beyond.PRESET,
-                  track_pages=True, seed=beyond.SEED)
-    m.run()
-    img = pm.png(pm.render(pm.migration_classes(m), pm.MIGRATION_COLOURS, 1024, 160))
-    return img, m.query_migrate()
+    s = beyond.scenario(int(ram_gib * GiB), workload, mode, track_pages=True)
+    key = s.key()
+    if key not in _TRACKED:
+        r = _scenario.run(s, cache=False)           # a page map per run: not for run()'s cache
+        img = pm.png(pm.render(pm.migration_classes(r), pm.MIGRATION_COLOURS, 1024, 160))
+        _TRACKED[key] = (img, r.stats)
+        while len(_TRACKED) > _TRACKED_SIZE:
+            _TRACKED.pop(next(iter(_TRACKED)))
+    img, stats = _TRACKED[key]
+    return img, copy.deepcopy(stats)
 
 
 def explorer_png(table, workload, mode, ram_gib, dpi=72) -> bytes:

@@ -19,6 +19,7 @@ import io
 
 import numpy as np
 
+from .. import scenario as _scenario
 from ..guest import Guest
 from ..memmap import (FOUR_GIB, MACHINES, PCMemoryMap, layout_segments, pc_memory_map,
                       pfn_to_ram_page, shift_pfn_bitmap)
@@ -283,6 +284,7 @@ class LiveGuestMap:
         import ipywidgets as widgets
         from .widgets import PageMapView
         self.mm = pc_memory_map(ram, machine)
+        self.ram, self.machine = ram, machine
         self.seed, self.step_s = seed, step_s
         self.workload = widgets.Dropdown(options=["idle", "hog", "dirtying"], value=workload,
                                          description="workload")
@@ -297,7 +299,8 @@ class LiveGuestMap:
 
     def reset(self):
         """A freshly booted guest of the chosen workload, dirty logging switched on."""
-        self.guest = Guest(self.mm, self.workload.value, seed=self.seed)
+        self.guest = _scenario.guest(_scenario.Scenario(ram=self.ram, machine=self.machine,
+                                                        workload=self.workload.value, seed=self.seed))
         self.guest.memory.dirty_log.start()
         self.dirty = np.zeros(self.mm.ram_pages, dtype=bool)
         self.redraw()
@@ -404,14 +407,14 @@ def shift_outcome(guest: Guest, low_mem=None) -> np.ndarray:
 
 
 def migration_outcome(migration) -> np.ndarray:
-    """The same classes after a real run of ``Migration(..., verify=True)``.
+    """The same classes after a real run of a migration with ``verify=True`` (and ``track_pages``).
 
     A used page is LOST when its destination copy differs from the source (what
     ``verify()`` counts); a free page is "skipped" when the filter dropped it.
     """
     from ..migration import SKIPPED_FREE
     if migration.dest_version is None or migration.page_state is None:
-        raise ValueError("needs Migration(..., verify=True, track_pages=True), run to the end")
+        raise ValueError("needs a migration built with verify=True and track_pages=True, run to the end")
     g, n = migration.guest, migration.mm.ram_pages
     used = g.used_ram_pages()
     lost = used & (migration.dest_version[:n] != g.memory.to_ram_order(g.memory.version))
@@ -432,13 +435,11 @@ def guest_with_pages_at(ram="8G", machine="pc", at_gpa=7 * GiB, nbytes=512 * MiB
 
     Uses the model's runtime allocator (``alloc_runtime`` takes the next free
     frames after its cursor), with the cursor placed at ``at_gpa``: the kernel
-    may hand out any free frame, high ones included.
+    may hand out any free frame, high ones included.  The guest of
+    :func:`kit.scenario.guest` with ``program_at=at_gpa, program_bytes=nbytes``.
     """
-    mm = pc_memory_map(ram, machine)
-    g = Guest(mm, workload, seed=seed)
-    g.buddy.cursor = int(at_gpa) >> TARGET_PAGE_BITS
-    g.allocate_and_write(int(nbytes) >> TARGET_PAGE_BITS)
-    return g
+    return _scenario.guest(_scenario.Scenario(ram=ram, machine=machine, workload=workload, seed=seed,
+                                              program_at=int(at_gpa), program_bytes=int(nbytes)))
 
 
 __all__ = ["LayoutDrawing", "layout_figure", "MemoryMapWidget", "split_html", "frame_rows",

@@ -47,9 +47,10 @@ def guest_classes(guest, order: str = "ram") -> np.ndarray:
 
 
 def migration_classes(migration) -> np.ndarray:
-    """The migration's page states (pending, skipped as free, sent zero/normal, re-dirtied)."""
+    """The page states (pending, skipped as free, sent zero/normal, re-dirtied) of a
+    Migration or of a :class:`kit.scenario.Result`."""
     if migration.page_state is None:
-        raise ValueError("this Migration was made with track_pages=False")
+        raise ValueError("this migration was made with track_pages=False")
     return migration.page_state
 
 

@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import html
 import io
-from functools import lru_cache
 
 import numpy as np
 
 from .. import calibrate
+from .. import scenario as _scenario
 from ..costmodel import GBIT, TEN_GBE_TCP, get_preset
-from ..guest import Guest, get_workload
+from ..guest import get_workload
 from ..guest.workloads import Workload
 from ..memmap import pc_memory_map
-from ..migration import NORMAL_PAGE_BYTES, Migration
+from ..migration import NORMAL_PAGE_BYTES
 from ..reference import SEED_2016
 from ..reproduce import reproduce_seed
+from ..scenario import Scenario
 from ..units import GiB, MiB, TARGET_PAGE_SIZE
 
 PRESET = "seed-2016"
@@ -213,7 +214,8 @@ def guest_pages(workload="idle", ram_gib=SEED_RAM_GIB, count=64):
     with stale data); ``counts``: ``{class name: pages}`` over all of RAM.
     """
     from . import pagemap as pm
-    g = Guest(pc_memory_map(int(round(ram_gib * GiB)), MACHINE), workload, seed=SEED)
+    g = _scenario.guest(Scenario(ram=int(round(ram_gib * GiB)), workload=workload, machine=MACHINE,
+                                 cost=PRESET, seed=SEED))
     cls = pm.guest_classes(g)
     first_free = int(np.argmax(cls >= 2))
     counts = np.bincount(cls, minlength=len(pm.GUEST_CLASSES))
@@ -231,12 +233,15 @@ def link_cost(gbit=None, preset=PRESET):
     return cm.with_(wire_bytes_per_s=gbit * GBIT * TCP_PAYLOAD_SHARE)
 
 
-@lru_cache(maxsize=512)
-def _run(ram_bytes: int, workload: Workload, mode: str, gbit, max_time_s: float):
-    mm = pc_memory_map(ram_bytes, MACHINE)
-    m = Migration(Guest(mm, workload, seed=SEED), mode, link_cost(gbit), track_pages=False,
-                  max_time_s=max_time_s, seed=SEED)
-    s = m.run().stats
+def scenario(ram_gib=SEED_RAM_GIB, workload="hog", mode="pv", gbit=None, *,
+             max_time_s=MAX_TIME_S) -> Scenario:
+    """The scenario :func:`run_point` runs: a seeded ``pc`` guest of ``ram_gib`` GiB on a link of
+    ``gbit`` Gbit/s (nominal; None keeps the preset's)."""
+    return Scenario(ram=int(round(ram_gib * GiB)), workload=workload, mode=mode, machine=MACHINE,
+                    cost=link_cost(gbit), seed=SEED, track_pages=False, max_time_s=float(max_time_s))
+
+
+def _point(s) -> dict:
     return {"total-time-ms": s["total-time"], "transferred": s["ram"]["transferred"],
             "breakdown-ms": dict(s["breakdown-ms"]), "status": s["status"],
             "converged": s["status"] == "completed", "setup-time-ms": s["setup-time"],
@@ -246,14 +251,14 @@ def _run(ram_bytes: int, workload: Workload, mode: str, gbit, max_time_s: float)
 
 
 def run_point(ram_gib=SEED_RAM_GIB, workload="hog", mode="pv", gbit=None, *, max_time_s=MAX_TIME_S) -> dict:
-    """Migrate a seeded ``pc`` guest of ``ram_gib`` GiB once; a copy of the (cached) result.
+    """Migrate :func:`scenario` once (cached by :func:`kit.scenario.run`).
 
     Keys: ``total-time-ms``, ``transferred`` (bytes), ``breakdown-ms``, ``status``,
     ``converged``, ``setup-time-ms``, ``downtime-ms``, ``dirty-sync-count``, ``free-skipped``,
     ``duplicate`` (zero pages sent) and ``normal`` (full pages sent).
     """
-    r = _run(int(round(ram_gib * GiB)), get_workload(workload), mode, gbit, float(max_time_s))
-    return {**r, "breakdown-ms": dict(r["breakdown-ms"])}
+    s = scenario(ram_gib, workload, mode, gbit, max_time_s=max_time_s)
+    return _point(_scenario.run(s).stats)
 
 
 def breakdowns(ram_gib=SEED_RAM_GIB) -> dict:
@@ -291,9 +296,15 @@ def wire_floor_s(ram_gib, gbit=None) -> float:
 
 
 # ---------------------------------------------------------------------------- the four axes
-@lru_cache(maxsize=32)
+_BOOT_FREE: dict = {}            # Scenario.key() -> free pages after boot
+
+
 def _boot_free_pages(ram_bytes: int) -> int:
-    return Guest(pc_memory_map(ram_bytes, MACHINE), "idle", seed=SEED).buddy.nr_free_pages
+    s = Scenario(ram=ram_bytes, workload="idle", machine=MACHINE, cost=PRESET, seed=SEED)
+    key = s.key()
+    if key not in _BOOT_FREE:
+        _BOOT_FREE[key] = _scenario.guest(s).buddy.nr_free_pages
+    return _BOOT_FREE[key]
 
 
 def free_share_range(ram_gib=SEED_RAM_GIB) -> tuple[float, float]:

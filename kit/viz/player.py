@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..guest import Guest
-from ..memmap import pc_memory_map
+from .. import scenario as _scenario
 from ..migration import STATE_NAMES, Migration
+from ..scenario import Scenario
 
 MODES = ("original", "pv")        # the two sides of the player: before and after the RFC
 from ..units import MiB, parse_size
@@ -28,10 +28,16 @@ from . import pagemap as pm
 MODE_TITLES = {"original": "ORIGINAL (QEMU 2.5)", "pv": "PATCHED (the RFC, pv)"}
 
 
+def scenario(ram="2G", workload="hog", mode="original", *, seed=0, machine="pc", preset="seed-2016",
+             track_pages=True, **kw) -> Scenario:
+    """The scenario :func:`make_migration` builds (``kw``: other Scenario fields)."""
+    return Scenario(ram=parse_size(ram, what="ram"), workload=workload, mode=mode, machine=machine,
+                    cost=preset, seed=seed, track_pages=track_pages, **kw)
+
+
 def make_migration(ram="2G", workload="hog", mode="original", *, seed=0, machine="pc", **kw):
     """A freshly booted, seeded guest and a Migration of it (nothing has run yet)."""
-    mm = pc_memory_map(parse_size(ram, what="ram"), machine)
-    return Migration(Guest(mm, workload, seed=seed), mode, seed=seed, **kw)
+    return _scenario.build(scenario(ram, workload, mode, seed=seed, machine=machine, **kw))
 
 
 def run_setup(m: Migration) -> Migration:

@@ -467,14 +467,14 @@ def classic_balloon(guest):
 
 # --------------------------------------------------------------------------- comparing runs
 def runs_table(runs: dict) -> str:
-    """Finished migrations side by side: ``{"label": Migration}`` -> plain text."""
+    """Finished migrations side by side: ``{"label": Migration or kit.scenario.Result}`` -> plain text."""
     keys = (("setup-time", "setup (ms)", None), ("total-time", "total time (ms)", None),
             ("transferred", "transferred (KiB)", "kib"), ("free-skipped", "free pages skipped", "ram"),
             ("duplicate", "zero pages sent", "ram"), ("normal", "normal pages sent", "ram"))
     labels = list(runs)
     w = max(12, *(len(x) for x in labels))
     rows = [f"{'':20s}" + "".join(f"{x:>{w + 2}s}" for x in labels)]
-    stats = {x: m.query_migrate() for x, m in runs.items()}
+    stats = {x: m.query_migrate() if hasattr(m, "query_migrate") else m.stats for x, m in runs.items()}
     for key, name, where in keys:
         vals = []
         for x in labels:

@@ -158,15 +158,14 @@ class _Panel:
 class SetupComparison:
     """Two migrations of identical guests, original and pv, stepped through setup together.
 
-    ``make_guest()`` must build a fresh guest (same seed each time).  **Next step**
-    runs one setup action of each migration that still has one; **Reset** starts
-    over with fresh guests.
+    ``make_guest``: a :class:`~kit.scenario.Scenario` (its mode is replaced by each side's),
+    or a function that builds a fresh guest (same seed each time), as older notebooks pass.
+    **Next step** runs one setup action of each migration that still has one; **Reset**
+    starts over with fresh guests.
     """
 
     def __init__(self, make_guest, width: int = 512, height: int = 40):
         import ipywidgets as widgets
-        from ..migration import Migration
-        self._Migration = Migration
         self.make_guest = make_guest
         self.next_button = widgets.Button(description="Next step", icon="step-forward")
         self.reset_button = widgets.Button(description="Reset", icon="undo")
@@ -181,8 +180,17 @@ class SetupComparison:
             widgets.HBox([p.widget for p in self.panels.values()]), legend])
         self.reset()
 
+    def _build(self, mode):
+        from .. import scenario as sc
+        if isinstance(self.make_guest, sc.Scenario):
+            return sc.build(self.make_guest.with_(mode=mode))
+        g = self.make_guest()
+        s = sc.Scenario(ram=g.mm.ram_size, machine=g.mm.machine, max_ram_below_4g=g.mm.max_ram_below_4g,
+                        workload=g.workload, mode=mode, track_pages=True)
+        return sc.build(s, guest=g)
+
     def reset(self):
-        self.migrations = {mode: self._Migration(self.make_guest(), mode) for mode in self.panels}
+        self.migrations = {mode: self._build(mode) for mode in self.panels}
         # The plan is read once, before any step; Migration pops it as it goes.
         self.plans = {mode: list(m._plan) for mode, m in self.migrations.items()}
         self.done = {mode: [] for mode in self.panels}

@@ -68,10 +68,17 @@ def _round_pages(nbytes):
     return int(round(nbytes / TARGET_PAGE_SIZE)) * TARGET_PAGE_SIZE
 
 
-def model_figure(cost, workloads, workload, mode, what) -> float:
-    """The model's figure (ms, unrounded; or KB = bytes / 1024) for one seed case."""
+def run_case(cost, workloads, workload, mode):
+    """One seed case run to the end, with ``workloads[workload]`` and ``cost``: the finished
+    migration (its unrounded ``total_time`` is what the fit needs)."""
     m = build(Scenario(ram=SEED_2016_RAM, workload=workloads[workload], mode=mode, cost=cost))
     m.run()
+    return m
+
+
+def model_figure(cost, workloads, workload, mode, what) -> float:
+    """The model's figure (ms, unrounded; or KB = bytes / 1024) for one seed case."""
+    m = run_case(cost, workloads, workload, mode)
     if what == "time":
         return m.total_time * 1000
     return m.stats.transferred / 1024

@@ -110,7 +110,8 @@ def doors(c: Case) -> dict:
         d["lab.model.model_run"] = lambda: figures(lm.model_run(c.cost, mib, c.workload, c.mode == "hint"))
     if c.ram == "8G":
         wl = {c.workload: get_workload(c.workload)}
-        d["calibrate._run"] = lambda: figures(calibrate._run(wl, get_preset(c.cost), c.workload, c.mode))
+        d["calibrate.run_case"] = lambda: figures(
+            calibrate.run_case(get_preset(c.cost), wl, c.workload, c.mode).query_migrate())
     if c.seed_preset:
         d["performance.run_point"] = lambda: perf_figures(perf.run_point(gib, c.workload, c.mode))
         d["viz.beyond._tracked"] = lambda: (bv._TRACKED.clear(), figures(bv._tracked(gib, c.workload,
@@ -143,7 +144,7 @@ def test_the_cases_reach_every_door():
     reached = set().union(*(doors(c) for c in CASES))
     assert reached == {"kit.scenario.run", "migration.migrate", "cli migrate --json", "beyond.run_point",
                        "beyond.make", "player.make_migration", "lab.model.model_run_mode",
-                       "lab.model.model_run", "calibrate._run", "performance.run_point",
+                       "lab.model.model_run", "calibrate.run_case", "performance.run_point",
                        "viz.beyond._tracked", "ex03._migration", "ex04._run", "ex02._migration",
                        "races.make_race"}
 

@@ -16,9 +16,11 @@ import hashlib
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 VENV = os.path.join(ROOT, ".venv")
@@ -205,6 +207,77 @@ def cmd_open(args):
         die(f"cannot start {cmd[0]}: {e}")
 
 
+# After a SIGTERM, how long `dev.py test` waits for pytest's cleanup (it stops
+# QEMUs and JupyterLab) before it kills pytest and everything below it.
+TERM_GRACE_S = 30
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _raise_terminated(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: pytest is told, and it is stopping
+    raise _Terminated
+
+
+def _kill_tree(proc):
+    """SIGKILL ``proc`` and, where /proc exists, every process below it."""
+    kids = {}
+    for d in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(d))
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, todo = [], [proc.pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += kids.get(tree[-1], [])
+    proc.kill()
+    for pid in tree[1:]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def run_pytest(cmd, grace=TERM_GRACE_S):
+    """Run pytest and return its exit code.
+
+    Ctrl-C reaches pytest directly (same process group); this waits for its
+    summary.  A SIGTERM to dev.py is passed on to pytest, which stops as after
+    Ctrl-C (conftest.py); after ``grace`` seconds pytest and its descendants
+    are killed.  Then the code is 128 + SIGTERM, as if dev.py had not caught it.
+    (pytest stays in dev.py's process group so that Ctrl-C and --pdb keep working.)
+    """
+    proc = subprocess.Popen(cmd)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:
+                continue  # pytest got the SIGINT too; wait for its summary
+            except _Terminated:
+                break
+        say(f"SIGTERM: stopping pytest (it cleans up; killed after {grace} s)")
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while proc.poll() is None:
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0))
+            except KeyboardInterrupt:
+                continue
+            except subprocess.TimeoutExpired:
+                say("pytest did not stop in time; killing it")
+                _kill_tree(proc)
+                proc.wait()
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_test(args):
     ensure_venv()
     os.chdir(ROOT)
@@ -216,14 +289,7 @@ def cmd_test(args):
     pre = list(NBVAL_ARGS)
     if "--nbval-lax" in args:  # the caller chose lax mode instead of strict
         pre.remove("--nbval")
-    cmd = [VPY, "-m", "pytest", *pre, *args]
-    proc = subprocess.Popen(cmd)
-    while True:
-        try:
-            code = proc.wait()
-            break
-        except KeyboardInterrupt:
-            continue  # pytest got the SIGINT too; wait for its summary
+    code = run_pytest([VPY, "-m", "pytest", *pre, *args])
     if code == 5:
         print("dev.py: error: pytest collected no tests (exit 5); treating that as a failure",
               file=sys.stderr)

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import pytest
 
+from kit.childproc import die_with_parent
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb"))
@@ -194,9 +196,11 @@ class LabServer:
             if IS_ROOT:
                 cmd.append("--allow-root")
             log = open(self.log_path, "ab")
+            # its own process group; on Linux it dies with this thread even on a SIGKILL
+            # (its kernels then exit too: they poll for their parent, JPY_PARENT_PID)
             self.proc = subprocess.Popen(cmd, cwd=self.tmp, env=self.env, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)  # its own process group
+                                         start_new_session=True, preexec_fn=die_with_parent())
             log.close()
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:

@@ -3,7 +3,9 @@
 Each QEMU runs in its own process group with its serial console written to a
 file and QMP on a unix socket, both in the experiment's temp folder.
 :meth:`Qemu.stop` kills the group (TERM, then KILL) and is safe to call twice;
-the experiment calls it for both QEMUs whatever happens.
+the experiment calls it for both QEMUs whatever happens.  On Linux each QEMU
+is also started with ``PR_SET_PDEATHSIG(SIGKILL)`` (:mod:`kit.childproc`), so
+it dies with the thread that started it even when no cleanup runs (SIGKILL).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from ..childproc import die_with_parent
 from .errors import GuestBootError, LabMissingError
 from .qmp import QMP
 
@@ -99,7 +102,8 @@ class Qemu:
     def start(self, qmp_timeout=30.0):
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=die_with_parent())
         try:
             self.qmp = QMP(self.qmp_path, timeout=qmp_timeout, alive=self.alive)
         except Exception:

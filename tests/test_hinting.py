@@ -21,7 +21,8 @@ SEED = get_preset("seed-2016")
 
 def make(ram="512M", workload="idle", mode="hint", machine="pc", seed=0, **kw):
     g = Guest(pc_memory_map(ram, machine), workload, seed=seed)
-    return g, Migration(g, mode, seed=seed, **kw)
+    m = Migration(g, mode, seed=seed, **kw)
+    return m.guest, m          # the migration runs its own copy of the guest: look at that one
 
 
 def kinds(m, prefix=""):

@@ -18,7 +18,8 @@ from convergence import slower_than_the_link
 
 def make(ram="512M", workload="idle", mode="pv", machine="pc", seed=0, **kw):
     g = Guest(pc_memory_map(ram, machine), workload, seed=seed)
-    return g, Migration(g, mode, seed=seed, **kw)
+    m = Migration(g, mode, seed=seed, **kw)
+    return m.guest, m          # the migration runs its own copy of the guest: look at that one
 
 
 def run_setup(m):
@@ -146,9 +147,10 @@ def test_downtime_respects_the_limit_roughly_and_the_guest_is_stopped():
     r = m.run()
     assert r["status"] == "completed"
     assert r["downtime"] <= 300 * 1.5
-    writes_at_stop = g.memory.writes
-    assert g.time <= r["total-time"] / 1000 - r["downtime"] / 1000 + 1e-9
-    assert g.memory.writes == writes_at_stop
+    stop = next(e["t"] for e in r.timeline if e["kind"] == "vm-stop")
+    assert stop == pytest.approx(r["total-time"] / 1000 - r["downtime"] / 1000, abs=1e-3)
+    # the guest ran during pre-copy and not a moment after vm_stop
+    assert 0 < g.time <= stop + 1e-12
 
 
 def test_a_migration_that_cannot_converge_says_so():
@@ -249,8 +251,10 @@ def test_the_wrong_order_is_caught(sc):
     gap = t["dirty-log-start"] - t["guest-snapshot"]
     assert gap > 0
     v = r["verify"]
-    if w.churn_rate * gap >= 2:          # pages were allocated between snapshot and logging
-        assert v["lost-pages"] > 0
+    # the wait polls every 1 ms, so the gap is at least that, and the guest allocates
+    # pages in it that it reported free: some must be lost
+    assert w.churn_rate * gap >= 2
+    assert v["lost-pages"] > 0
     reported_free = unpack_bitmap(m.free_pages_bmap, g.mm.ram_pages)
     assert reported_free[v["first-lost-ram-pages"]].all()
 

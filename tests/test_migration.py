@@ -13,10 +13,13 @@ from kit.migration import (EOS_BYTES, NORMAL_PAGE_BYTES, SENT_NORMAL, SENT_ZERO,
                            ZERO_PAGE_BYTES, Migration, migrate)
 from kit.units import MiB
 
+from convergence import slower_than_the_link
+
 
 def make(ram="512M", workload="idle", mode="pv", machine="pc", seed=0, **kw):
-    m = Migration(Guest(pc_memory_map(ram, machine), workload, seed=seed), mode, seed=seed, **kw)
-    return m.guest, m                   # the guest the migration works on (it migrates a copy)
+    g = Guest(pc_memory_map(ram, machine), workload, seed=seed)
+    m = Migration(g, mode, seed=seed, **kw)
+    return m.guest, m          # the migration runs its own copy of the guest: look at that one
 
 
 def run_setup(m):
@@ -147,9 +150,10 @@ def test_downtime_respects_the_limit_roughly_and_the_guest_is_stopped():
     r = m.run()
     assert r["status"] == "completed"
     assert r["downtime"] <= 300 * 1.5
-    writes_at_stop = g.memory.writes
-    assert g.time <= r["total-time"] / 1000 - r["downtime"] / 1000 + 1e-9
-    assert g.memory.writes == writes_at_stop
+    stop = next(e["t"] for e in r.timeline if e["kind"] == "vm-stop")
+    assert stop == pytest.approx(r["total-time"] / 1000 - r["downtime"] / 1000, abs=1e-3)
+    # the guest ran during pre-copy and not a moment after vm_stop
+    assert 0 < g.time <= stop + 1e-12
 
 
 def test_a_migration_that_cannot_converge_says_so():
@@ -193,23 +197,32 @@ def test_lying_guest_loses_only_its_own_pages():
 
 # -- properties ------------------------------------------------------------------------
 
-rates = st.sampled_from([0.0, 500.0, 20000.0, 200000.0])
-
-
 @st.composite
 def scenarios(draw):
+    """Guests that always converge: the dirtying rates are drawn below the link's rate."""
     ram = draw(st.sampled_from(["64M", "200M", "512M", "3968M", "4608M"]))
     machine = draw(st.sampled_from(MACHINES))
     base = draw(st.sampled_from(["idle", "hog", "dirtying"]))
-    w = get_workload(base)
-    if base == "dirtying":
-        w = w.with_(name="prop", working_set=draw(st.sampled_from([16, 64])) * MiB,
-                    dirty_rate=draw(rates), churn_rate=draw(rates))
     cost = get_preset("seed-2016").with_(
         cpu_ns_per_page=draw(st.sampled_from([0.0, 200.0, 2000.0])),
         wire_bytes_per_s=draw(st.sampled_from([1e8, 1.2e9, 1.2e10])),
         guest_walk_ns_per_free_page=draw(st.sampled_from([1.0, 10.0, 1000.0])))
+    w = get_workload(base)
+    if base == "dirtying":
+        dirty, churn = draw(st.sampled_from(slower_than_the_link(cost)))
+        w = w.with_(name="prop", working_set=draw(st.sampled_from([16, 64])) * MiB,
+                    dirty_rate=dirty, churn_rate=churn)
     return ram, machine, w, cost, draw(st.integers(0, 2**16))
+
+
+def test_the_convergent_rates_keep_fast_writers_where_the_link_allows():
+    # the strategy must not shrink to idle guests: a 10 Gbit/s-class link outruns every
+    # rate, and the slow link still draws some non-zero writing
+    fast = get_preset("seed-2016").with_(cpu_ns_per_page=0.0, wire_bytes_per_s=1.2e10)
+    assert (200000.0, 200000.0) in slower_than_the_link(fast)
+    slow = get_preset("seed-2016").with_(cpu_ns_per_page=0.0, wire_bytes_per_s=1e8)
+    assert (500.0, 500.0) in slower_than_the_link(slow)
+    assert (20000.0, 0.0) not in slower_than_the_link(slow)   # 20000 * 41 us = 0.82 s per s
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -218,8 +231,10 @@ def test_in_the_right_order_no_page_is_ever_lost(sc):
     ram, machine, w, cost, seed = sc
     g = Guest(pc_memory_map(ram, machine), w, seed=seed)
     r = Migration(g, "pv", cost, verify=True, seed=seed, max_time_s=120).run()
-    if r["status"] == "completed":
-        assert r["verify"]["lost-pages"] == 0
+    # every drawn guest writes more slowly than the link sends, so each must complete
+    assert r["status"] == "completed", r.stats.get("stall")
+    assert r["verify"]["lost-pages"] == 0
+    assert r["ram"]["remaining"] == 0
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -239,8 +254,10 @@ def test_the_wrong_order_is_caught(sc):
     gap = t["dirty-log-start"] - t["guest-snapshot"]
     assert gap > 0
     v = r["verify"]
-    if w.churn_rate * gap >= 2:          # pages were allocated between snapshot and logging
-        assert v["lost-pages"] > 0
+    # the wait polls every 1 ms, so the gap is at least that, and the guest allocates
+    # pages in it that it reported free: some must be lost
+    assert w.churn_rate * gap >= 2
+    assert v["lost-pages"] > 0
     reported_free = unpack_bitmap(m.free_pages_bmap, g.mm.ram_pages)
     assert reported_free[v["first-lost-ram-pages"]].all()
 

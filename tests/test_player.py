@@ -1,7 +1,11 @@
 """The bulk-stage player (kit/viz/player.py) and notebook 04's exercise checks (kit/exercises/ex04.py)."""
 import pytest
 
+import by_hand
+from kit.costmodel import get_preset
 from kit.exercises import ex04
+from kit.migration import Migration
+from kit.units import MiB
 from kit.viz.player import (BulkPlayer, bytes_at, event_time_ms, make_migration, run_setup,
                             setup_rows, setup_table, transfer_curve)
 
@@ -57,18 +61,60 @@ def test_finished_migration_stays_finished():
     assert {k: m.total_time for k, m in p.migrations.items()} == done_at
 
 
-def test_exercise_checks_give_right_verdicts():
-    checks = [(ex04.check_skipped_fraction, ex04.reveal(1), 0.5),
-              (ex04.check_original_mib_at_500ms, ex04.reveal(2), 2 * ex04.reveal(2)),
-              (ex04.check_sync_rounds, ex04.reveal(3), ex04.reveal(3) + 1)]
-    for check, answer, wrong in checks:
-        assert check(answer).correct
-        assert not check(wrong).correct
+def test_exercise_verdicts_before_a_prediction():
+    for check in (ex04.check_skipped_fraction, ex04.check_original_mib_at_500ms, ex04.check_sync_rounds):
         none = check(None)
         assert not none.correct and "prediction" in none.message
 
 
+def test_exercise_1_skipped_share_is_the_free_share_of_pc_ram():
+    """The hog guest writes nothing during migration, so the RFC skips exactly the pages
+    free when it is asked: count them as bits of the guest's buddy bitmap (the guest,
+    not the migration). The check accepts answers within 0.02."""
+    g = by_hand.seed_guest(ex04.EX1_RAM, "hog")
+    share = by_hand.free_frames(g) / g.mm.ram_pages
+    assert 0.9 < share < 1.0                             # the hog freed nearly all it took
+    assert ex04.check_skipped_fraction(round(share, 3)).correct
+    assert ex04.check_skipped_fraction(share + 0.015).correct       # within 0.02
+    assert not ex04.check_skipped_fraction(share - 0.05).correct
+    assert not ex04.check_skipped_fraction(0.5).correct
+
+
+def test_exercise_2_bytes_at_500_ms_are_the_wire_rate_after_setup():
+    """Original QEMU, 2 GiB hog guest: after setup (fixed part, write-protecting every
+    backed frame, one sync) it sends page after page. Nearly every page is full, and a
+    full page's 4104 bytes take longer on the wire than the CPU takes to read it, so the
+    link runs flat out: MiB by 500 ms = wire rate x (500 ms - setup). Within 10 %."""
+    cost = get_preset("seed-2016")
+    g = by_hand.seed_guest(ex04.RAM, "hog")
+    assert by_hand.full_ram_pages(g) > 0.9 * g.mm.ram_pages
+    assert by_hand.FULL_PAGE_WIRE / cost.wire_bytes_per_s > cost.cpu_ns_per_page * 1e-9
+    setup = by_hand.setup_s(cost, g, syncs=1)
+    assert 0 < setup < 0.5
+    mib = cost.wire_bytes_per_s * (0.5 - setup) / MiB
+    assert ex04.check_original_mib_at_500ms(round(mib, 1)).correct
+    assert ex04.check_original_mib_at_500ms(mib * 1.05).correct      # within 10 %
+    assert not ex04.check_original_mib_at_500ms(mib * 1.3).correct
+    assert not ex04.check_original_mib_at_500ms(cost.wire_bytes_per_s * 0.5 / MiB * 1.15).correct
+
+
+def test_exercise_3_sync_rounds_are_dirty_log_fetches():
+    """Counted at a different level: every migration_bitmap_sync fetches the guest's dirty
+    log once (KVM_GET_DIRTY_LOG), so count the calls into the guest's DirtyLog during the
+    patched migration of the 2 GiB dirtying guest, not the migration's own counter. At
+    least three: the setup's sync, one when the rest fits the downtime limit, one after
+    the VM stops. Exact."""
+    m = Migration(by_hand.seed_guest(ex04.RAM, "dirtying"), "pv", seed=0)
+    log = m.guest.memory.dirty_log                       # the migration's own copy of the guest
+    fetch, calls = log.fetch_and_clear, []
+    log.fetch_and_clear = lambda: calls.append(1) or fetch()
+    m.run()
+    n = len(calls)
+    assert n >= 3
+    assert ex04.check_sync_rounds(n).correct
+    assert not ex04.check_sync_rounds(n + 1).correct and not ex04.check_sync_rounds(n - 1).correct
+
+
 def test_exercise_answers_make_sense():
-    assert 0.9 < ex04.reveal(1) < 1.0                 # 8 GiB hog: most of RAM is free
-    assert ex04.skipped_fraction("2G") < ex04.reveal(1)
-    assert ex04.reveal(3) >= ex04.pv_sync_rounds("hog")
+    assert ex04.skipped_fraction("2G") < ex04.skipped_fraction("8G")   # bigger guest, more left free
+    assert ex04.pv_sync_rounds("dirtying") >= ex04.pv_sync_rounds("hog")

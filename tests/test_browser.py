@@ -486,9 +486,10 @@ def test_lab_run_all_and_move_control(lab, page, nb):
         _save(page, f"lab_{Path(nb).stem}")
 
 
+@pytest.mark.skipif(importlib.util.find_spec("voila") is None,
+                    reason="voila is not installed (pip install -e '.[test]')")
 @pytest.mark.parametrize("nb", VOILA_NOTEBOOKS)
 def test_voila_renders_and_control_works(lab, page, nb):
-    pytest.importorskip("voila", reason="voila is not installed (pip install -e '.[test]')")
     # Voila's templates load Font Awesome and MathJax from CDNs: refuse them at once
     # (offline they fail anyway, as console errors only).
     page.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())

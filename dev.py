@@ -3,14 +3,22 @@
 
     python3 dev.py open                  # JupyterLab on 127.0.0.1 with a random token
     python3 dev.py test [pytest args]    # unit tests + notebooks (nbval)
+    python3 dev.py test --latest [...]   # the same, with the newest releases
 
-Both create ``.venv`` next to this file if it is missing and install the kit
-into it with ``pip install -e '.[notebook,test]'``.  The install is skipped
-while ``.venv/.kit-installed`` holds the hash of the current pyproject.toml,
-so editing pyproject.toml triggers a reinstall; editing kit/ does not need one
-(editable install).  ``test`` also apt-installs the system tools in
-SYSTEM_PACKAGES (Debian's chromium for the browser tests) when they are
-missing, as root only; without them those tests skip.
+Both create ``.venv`` next to this file if it is missing and install into it
+the pinned versions of requirements/lock.txt (``pip install -r``), then the
+kit itself (``pip install --no-deps -e .``).  The install is skipped while
+``.venv/.kit-installed`` holds the hash of the current pyproject.toml and lock
+file, so editing either triggers a reinstall; editing kit/ does not need one
+(editable install).
+
+``test --latest`` uses ``.venv-latest`` instead and upgrades it, on every run,
+to the newest releases pyproject.toml allows
+(``pip install -U --upgrade-strategy eager -e '.[notebook,test]'``, no lock).
+
+``test`` also apt-installs the system tools in SYSTEM_PACKAGES (Debian's
+chromium for the browser tests) when they are missing, as root only; without
+them those tests skip.
 """
 import hashlib
 import os
@@ -23,12 +31,26 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-VENV = os.path.join(ROOT, ".venv")
-STAMP = os.path.join(VENV, ".kit-installed")
+LOCK = os.path.join("requirements", "lock.txt")  # relative to ROOT
 EXTRAS = "notebook,test"
 WINDOWS = os.name == "nt"
-BIN = os.path.join(VENV, "Scripts" if WINDOWS else "bin")
-VPY = os.path.join(BIN, "python.exe" if WINDOWS else "python")
+
+
+class Venv:
+    """A virtual environment next to this file: '.venv' (from the lock) or
+    '.venv-latest' (newest releases, for `test --latest`)."""
+
+    def __init__(self, name, latest=False):
+        self.name = name
+        self.latest = latest
+        self.path = os.path.join(ROOT, name)
+        self.stamp = os.path.join(self.path, ".kit-installed")
+        self.bin = os.path.join(self.path, "Scripts" if WINDOWS else "bin")
+        self.python = os.path.join(self.bin, "python.exe" if WINDOWS else "python")
+
+
+PINNED = Venv(".venv")
+LATEST = Venv(".venv-latest", latest=True)
 
 # Default pytest arguments for `dev.py test`.  Paths come from
 # [tool.pytest.ini_options] testpaths = ["tests", "notebooks"], which pytest
@@ -79,51 +101,74 @@ def pip_env():
     return env
 
 
-def venv_python_works():
-    if not os.path.exists(VPY):
+def venv_python_works(venv):
+    if not os.path.exists(venv.python):
         return False
-    return run([VPY, "-c", "import sys"], stdout=subprocess.DEVNULL,
+    return run([venv.python, "-c", "import sys"], stdout=subprocess.DEVNULL,
                stderr=subprocess.DEVNULL) == 0
 
 
 def install_hash():
-    """Hash of pyproject.toml (plus the extras installed from it)."""
-    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
-        data = f.read()
-    return hashlib.sha256(data + b"\0extras=" + EXTRAS.encode()).hexdigest()
+    """Hash of pyproject.toml and the lock file: a change to either reinstalls."""
+    h = hashlib.sha256()
+    for name in ("pyproject.toml", LOCK):
+        with open(os.path.join(ROOT, name), "rb") as f:
+            h.update(name.encode() + b"\0" + f.read() + b"\0")
+    return h.hexdigest()
 
 
-def ensure_venv():
-    """Create .venv if needed and (re)install the kit if pyproject.toml changed."""
-    if not venv_python_works():
-        fresh = not os.path.exists(VENV)
-        say(f"creating {os.path.relpath(VENV)} with {sys.executable}")
+def pip_install(venv, args, what):
+    if run([venv.python, "-m", "pip", "install", "-q", *args], cwd=ROOT, env=pip_env()) != 0:
+        die(f"pip install {what} failed (see pip's message above)")
+
+
+def ensure_venv(venv=PINNED):
+    """Create the venv if needed and (re)install what it should hold.
+
+    PINNED: the lock's versions, then the kit; skipped while the stamp holds
+    install_hash().  LATEST: upgraded to the newest releases on every call
+    (it has no stamp).
+    """
+    if not venv.latest and not os.path.exists(os.path.join(ROOT, LOCK)):
+        die(f"{LOCK} is missing (see the README: 'The two commands')")
+    if not venv_python_works(venv):
+        fresh = not os.path.exists(venv.path)
+        say(f"creating {venv.name} with {sys.executable}")
         cmd = [sys.executable, "-m", "venv"]
         if not fresh:
-            say(".venv exists but its python does not run; recreating it")
+            say(f"{venv.name} exists but its python does not run; recreating it")
             cmd.append("--clear")
-        if run(cmd + [VENV]) != 0 or not venv_python_works():
+        if run(cmd + [venv.path]) != 0 or not venv_python_works(venv):
             if fresh:
-                shutil.rmtree(VENV, ignore_errors=True)
+                shutil.rmtree(venv.path, ignore_errors=True)
             die(f"could not create a virtual environment with {sys.executable} -m venv"
                 " (on Debian/Ubuntu: apt-get install python3-venv)")
 
-    want = install_hash()
-    try:
-        with open(STAMP) as f:
-            if f.read().strip() == want:
-                return
-    except OSError:
-        pass
+    if not venv.latest:
+        want = install_hash()
+        try:
+            with open(venv.stamp) as f:
+                if f.read().strip() == want:
+                    return
+        except OSError:
+            pass
 
-    say(f"installing pv-migration-kit[{EXTRAS}] into .venv (first time: about a minute)")
-    if run([VPY, "-m", "pip", "--version"], stdout=subprocess.DEVNULL,
+    if run([venv.python, "-m", "pip", "--version"], stdout=subprocess.DEVNULL,
            stderr=subprocess.DEVNULL) != 0:
-        die(".venv has no pip; delete .venv and run this command again")
-    if run([VPY, "-m", "pip", "install", "-q", "-e", f".[{EXTRAS}]"],
-           cwd=ROOT, env=pip_env()) != 0:
-        die(f"pip install -e '.[{EXTRAS}]' failed (see pip's message above)")
-    with open(STAMP, "w") as f:
+        die(f"{venv.name} has no pip; delete {venv.name} and run this command again")
+    # A stale stamp must not survive a failed install.
+    if os.path.exists(venv.stamp):
+        os.remove(venv.stamp)
+    if venv.latest:
+        say(f"upgrading {venv.name} to the newest pv-migration-kit[{EXTRAS}] dependencies"
+            " (not the lock)")
+        pip_install(venv, ["-U", "--upgrade-strategy", "eager", "-e", f".[{EXTRAS}]"],
+                    f"-U -e '.[{EXTRAS}]'")
+        return
+    say(f"installing {LOCK} and the kit into {venv.name} (first time: about a minute)")
+    pip_install(venv, ["-r", LOCK], f"-r {LOCK}")
+    pip_install(venv, ["--no-deps", "-e", "."], "--no-deps -e .")
+    with open(venv.stamp, "w") as f:
         f.write(want + "\n")
 
 
@@ -182,10 +227,10 @@ def free_port(preferred=8888):
 
 
 def cmd_open(args):
-    ensure_venv()
+    ensure_venv(PINNED)
     token = secrets.token_hex(24)
     port = free_port()
-    cmd = [os.path.join(BIN, "jupyter"), "lab",
+    cmd = [os.path.join(PINNED.bin, "jupyter"), "lab",
            "--ip", "127.0.0.1", "--port", str(port), "--no-browser",
            "--notebook-dir", "notebooks",
            f"--IdentityProvider.token={token}",
@@ -279,17 +324,20 @@ def run_pytest(cmd, grace=TERM_GRACE_S):
 
 
 def cmd_test(args):
-    ensure_venv()
+    # --latest is ours, not pytest's (pytest has no such option).
+    venv = LATEST if "--latest" in args else PINNED
+    args = [a for a in args if a != "--latest"]
+    ensure_venv(venv)
     os.chdir(ROOT)
     # First import of matplotlib builds the font cache and may print a notice
     # into a notebook's output; do it here, outside nbval.
-    if run([VPY, "-c", "import matplotlib.pyplot"]) != 0:
-        die("importing matplotlib in .venv failed")
+    if run([venv.python, "-c", "import matplotlib.pyplot"]) != 0:
+        die(f"importing matplotlib in {venv.name} failed")
     ensure_system_packages(SYSTEM_PACKAGES)
     pre = list(NBVAL_ARGS)
     if "--nbval-lax" in args:  # the caller chose lax mode instead of strict
         pre.remove("--nbval")
-    code = run_pytest([VPY, "-m", "pytest", *pre, *args])
+    code = run_pytest([venv.python, "-m", "pytest", *pre, *args])
     if code == 5:
         print("dev.py: error: pytest collected no tests (exit 5); treating that as a failure",
               file=sys.stderr)
@@ -298,7 +346,10 @@ def cmd_test(args):
 
 
 USAGE = """usage: python3 dev.py open            start JupyterLab (127.0.0.1, random token)
-       python3 dev.py test [ARGS...]  run the tests and notebooks (ARGS go to pytest)"""
+       python3 dev.py test [ARGS...]  run the tests and notebooks (ARGS go to pytest)
+       python3 dev.py test --latest [ARGS...]
+                                      the same in .venv-latest, with the newest releases
+Installs come from requirements/lock.txt (except --latest)."""
 
 
 def main(argv):

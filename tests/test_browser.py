@@ -14,11 +14,12 @@ traceback, no ``pageerror``), then moves the notebook's main control (table
 bytes.  Screenshots and console logs go to ``$BROWSER_ARTIFACTS`` (default
 ``build/browser-artifacts/``).
 
-Skips when chromium or playwright is missing; ``python3 dev.py test``
-installs both (apt, as root; pip).
+Skips when chromium, playwright or jupyterlab is missing (the Voila test also
+when voila is); ``python3 dev.py test`` installs them all (apt, as root; pip).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -63,6 +64,8 @@ def _missing():
         import playwright.sync_api  # noqa: F401
     except ImportError:
         return "playwright is not installed (pip install -e '.[test]')"
+    if importlib.util.find_spec("jupyterlab") is None:
+        return "jupyterlab is not installed (pip install -e '.[test]')"
     return None
 
 
@@ -487,9 +490,10 @@ def test_lab_run_all_and_move_control(lab, page, nb):
         _save(page, f"lab_{Path(nb).stem}")
 
 
+@pytest.mark.skipif(importlib.util.find_spec("voila") is None,
+                    reason="voila is not installed (pip install -e '.[test]')")
 @pytest.mark.parametrize("nb", VOILA_NOTEBOOKS)
 def test_voila_renders_and_control_works(lab, page, nb):
-    pytest.importorskip("voila")
     # Voila's templates load Font Awesome and MathJax from CDNs: refuse them at once
     # (offline they fail anyway, as console errors only).
     page.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())

@@ -71,7 +71,7 @@ def naive_bulk_stage(migration):
     bmap = [bool(x) for x in m.bmap]           # a Python list of bits, as a naive port would use
     duplicate = normal = 0
     page_bytes = eos = 0
-    elapsed = cpu = 0.0
+    elapsed = slice_s = 0.0
     nbytes = 0
     last_block = None
     for page in range(m.total_pages):
@@ -93,16 +93,16 @@ def naive_bulk_stage(migration):
         duplicate += is_zero
         normal += not is_zero
         nbytes += size
-        cpu += cpu_s
-        if max(cpu, nbytes / wire) >= MAX_WAIT_S:        # one ram_save_iterate is over
+        slice_s += max(cpu_s, size / wire)              # a page takes max(CPU, wire), as kit/clock.py
+        if slice_s >= MAX_WAIT_S:                       # one ram_save_iterate is over
             page_bytes += nbytes
             eos += 1
-            elapsed += max(cpu, nbytes / wire)
-            cpu, nbytes = 0.0, 0
+            elapsed += slice_s
+            slice_s, nbytes = 0.0, 0
     if nbytes:
         page_bytes += nbytes
         eos += 1
-        elapsed += max(cpu, nbytes / wire)
+        elapsed += slice_s
     return {"pages": duplicate + normal, "duplicate": duplicate, "normal": normal,
             "bytes": page_bytes, "eos": eos, "transferred": page_bytes + eos * EOS_BYTES,
             "seconds": elapsed}
@@ -120,10 +120,12 @@ def vectorised_bulk_stage(migration):
     dirty0 = m.migration_dirty_pages
     while m.ram_bulk_stage and not m.done:
         m.step()
-    eos = (m.stats.iterations - it0) + (1 if m.phase == "completed" else 0)
+    # ram.transferred counts each ram_save_iterate's EOS, not the stop-and-copy's
+    counted_eos = m.stats.iterations - it0
+    eos = counted_eos + (1 if m.phase == "completed" else 0)
     transferred = m.stats.transferred - b0
     out = {"pages": m.stats.duplicate + m.stats.normal, "duplicate": m.stats.duplicate,
-           "normal": m.stats.normal, "bytes": transferred - eos * EOS_BYTES, "eos": eos,
+           "normal": m.stats.normal, "bytes": transferred - counted_eos * EOS_BYTES, "eos": eos,
            "transferred": transferred, "seconds": m.now - t0}
     if out["pages"] != dirty0:
         raise KitError(f"the model sent {out['pages']} pages in its first round, "

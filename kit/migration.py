@@ -431,38 +431,60 @@ class Migration:
                 zero = np.ones(len(idx), bool)
             else:
                 zero = self.guest.memory.zero[pa - ra + a + idx]
-            nbytes = np.where(zero, ZERO_PAGE_BYTES, NORMAL_PAGE_BYTES)
-            if block is not self.last_sent_block:
-                nbytes[0] += 1 + len(block.idstr)
-            cum_bytes = used_bytes + np.cumsum(nbytes)
-            cum_t = used_t + np.cumsum(clock.page_seconds(nbytes))
-            take = len(idx)
-            if cum_bytes[-1] >= byte_budget:        # the page that reaches a limit is still sent
-                take = int(np.searchsorted(cum_bytes, byte_budget, side="left")) + 1
-            if cum_t[take - 1] >= time_budget:
-                take = min(take, int(np.searchsorted(cum_t, time_budget, side="left")) + 1)
-            if mode.busy():
-                raced = mode.limit_batch(self, take, idx, a, ra, pa, cum_t, used_t)
-                if raced < take:
-                    # a hint lands just ahead: look at about one 4 MiB block at a time for a while
-                    take, window = raced, HINT_BLOCK_PAGES // 2
+            extra = 1 + len(block.idstr) if block is not self.last_sent_block else 0
+            n = len(idx)
+            nz_all = int(np.count_nonzero(zero))
+            tot_b, tot_t = clock.totals(n, nz_all, ZERO_PAGE_BYTES, NORMAL_PAGE_BYTES, bool(zero[0]), extra)
+            busy = mode.busy()
+            if used_bytes + tot_b < byte_budget and used_t + tot_t < time_budget and not busy:
+                take, new_bytes, new_t = n, used_bytes + tot_b, used_t + tot_t      # all of it fits
+            elif used_bytes + tot_b < byte_budget and not busy:
+                # only the time limit falls inside: find the page that reaches it.  Guess where
+                # from the batch's mean page time; fall back to a bound that cannot miss (every
+                # page a zero page, the shortest kind)
+                left = time_budget - used_t
+                kmax = min(n, int(left / clock.min_page_s) + 2)
+                guess = min(kmax, int(1.25 * left * n / tot_t) + 64)
+                cum_t = clock.cumulative_seconds(zero[:guess], ZERO_PAGE_BYTES, NORMAL_PAGE_BYTES, extra)
+                if cum_t[-1] + used_t < time_budget:
+                    cum_t = clock.cumulative_seconds(zero[:kmax], ZERO_PAGE_BYTES, NORMAL_PAGE_BYTES, extra)
+                cum_t += used_t
+                take = int(np.searchsorted(cum_t, time_budget, side="left")) + 1
+                tb, _ = clock.totals(take, int(np.count_nonzero(zero[:take])), ZERO_PAGE_BYTES,
+                                     NORMAL_PAGE_BYTES, bool(zero[0]), extra)
+                new_bytes, new_t = used_bytes + tb, float(cum_t[take - 1])
+            else:
+                # a byte limit (max-bandwidth), or another thread racing the scan: page by page
+                cum_bytes, cum_t = clock.cumulative(zero, ZERO_PAGE_BYTES, NORMAL_PAGE_BYTES, extra)
+                cum_bytes += used_bytes
+                cum_t += used_t
+                take = n
+                if cum_bytes[-1] >= byte_budget:        # the page that reaches a limit is still sent
+                    take = int(np.searchsorted(cum_bytes, byte_budget, side="left")) + 1
+                if cum_t[take - 1] >= time_budget:
+                    take = min(take, int(np.searchsorted(cum_t, time_budget, side="left")) + 1)
+                if busy:
+                    raced = mode.limit_batch(self, take, idx, a, ra, pa, cum_t, used_t)
+                    if raced < take:
+                        # a hint lands just ahead: look at about one 4 MiB block at a time for a while
+                        take, window = raced, HINT_BLOCK_PAGES // 2
+                new_bytes, new_t = int(cum_bytes[take - 1]), float(cum_t[take - 1])
             if take == len(idx):
                 window = min(2 * window, _WINDOW)
             pages = a + idx[:take]
             zero = zero[:take]
             self.bmap[pages] = False
             self.migration_dirty_pages -= take
-            nzero = int(np.count_nonzero(zero))
+            nzero = nz_all if take == n else int(np.count_nonzero(zero))
             self.stats.duplicate += nzero
             self.stats.normal += take - nzero
             if self.page_state is not None:
                 self.page_state[pages] = np.where(zero, SENT_ZERO, SENT_NORMAL)
             if self.dest_version is not None and pa is not None:
                 self.dest_version[pages] = self.guest.memory.version[pa - ra + pages]
-            new_bytes = int(cum_bytes[take - 1])
             used_wire += clock.wire_seconds(new_bytes - used_bytes)
             used_bytes = new_bytes
-            used_t = float(cum_t[take - 1])
+            used_t = new_t
             sent += take
             self.last_sent_block = block
             new_pos = int(pages[-1]) + 1 if take < len(idx) else b

@@ -36,7 +36,7 @@ for p in (ROOT, BENCH):
 import numpy as np  # noqa: E402
 
 from kit.scenario import Scenario, build  # noqa: E402
-from kit.stats import least_squares_2  # noqa: E402
+from kit.stats import least_squares_1, least_squares_2  # noqa: E402
 from kit.units import GiB, MiB, TiB, format_size  # noqa: E402
 
 import naive  # noqa: E402
@@ -227,7 +227,11 @@ def bench_naive(repeat: int, measure_8g: bool, ram: int = 256 * MiB,
                                  for r in fit_rams]
         counts = [(naive.fresh_migration(r, "hog", mode, PRESET).total_pages, res["pages"])
                   for r, _, res in fit]
-        a, b = least_squares_2(counts, [t for _, t, _ in fit])
+        times = [t for _, t, _ in fit]
+        if all(u == v for u, v in counts):      # every page is sent: one column (original mode)
+            a, b = least_squares_1([u for u, _ in counts], times), 0.0
+        else:
+            a, b = least_squares_2(counts, times)
         m8 = naive.finish_setup(naive.fresh_migration(8 * GiB, "hog", mode, PRESET))
         extrapolated = a * m8.total_pages + b * m8.migration_dirty_pages
         del m8

@@ -73,6 +73,22 @@ class DirtyMemory:
         lo, hi = start // CHUNK_PAGES, -(-end // CHUNK_PAGES)
         self.chunk_dirty[lo:hi] = True
 
+    def assign_complement_packed(self, start: int, packed: np.ndarray, n: int) -> None:
+        """Overwrite pages [start, start + n) with the complement of a packed bitmap of the same
+        layout (``slow_bitmap_complement`` of the guest's free bitmap), byte by byte: no bool
+        array of the block is made.  ``start`` must be a multiple of 8."""
+        if start % 8:
+            raise ValueError("DirtyMemory.assign_complement_packed: start must be a multiple of 8 pages")
+        whole = n // 8
+        b0 = start >> 3
+        np.invert(packed[:whole], out=self.bits[b0:b0 + whole])
+        if n % 8:
+            mask = (1 << (n % 8)) - 1
+            keep = int(self.bits[b0 + whole]) & ~mask & 0xFF
+            self.bits[b0 + whole] = keep | (~int(packed[whole]) & mask)
+        lo, hi = start // CHUNK_PAGES, -(-(start + n) // CHUNK_PAGES)
+        self.chunk_dirty[lo:hi] = True
+
     def fold_into(self, bmap: np.ndarray) -> int:
         """Move every set bit into ``bmap`` (bool per page) and clear it; returns how many
         pages were newly set in ``bmap`` (``migration_bitmap_sync_range``)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import balloon as _balloon
-from .bitmap import bitmap_bytes, unpack_bitmap
+from .bitmap import bitmap_bytes, count_bits, unpack_bitmap
 from .hinting import HINT_BLOCK_PAGES, VIRTIO_BALLOON_F_FREE_PAGE_HINT, VIRTIO_BALLOON_F_REPORTING, \
     FreePageHinting
 from .reporting import report_free_pages
@@ -153,11 +153,11 @@ class RFC(Mode):
             return m._event("filter-skipped")
         block = m.blocks[0]                 # the RFC filters the first RAMBlock only (pc.ram)
         n = block.used_length
-        free = unpack_bitmap(m.free_pages_bmap, n)
-        m.dirty_memory.assign(block.offset, ~free)
-        skipped = int(np.count_nonzero(free))
+        m.dirty_memory.assign_complement_packed(block.offset, m.free_pages_bmap, n)
+        skipped = count_bits(m.free_pages_bmap)        # bits past pc.ram are never set
         m.stats.free_skipped = skipped
         if m.page_state is not None:
+            free = unpack_bitmap(m.free_pages_bmap, n)
             m.page_state[block.offset:block.offset + n][free] = SKIPPED_FREE
         return m._event("filter", free_pages=skipped)
 

@@ -38,6 +38,14 @@ def line_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     return my - b * mx, b
 
 
+def least_squares_1(us: Sequence[float], ys: Sequence[float]) -> float:
+    """Least squares ``y ~ a * u`` through the origin: ``a = sum(u * y) / sum(u * u)``."""
+    suu = math.fsum(u * u for u in us)
+    if suu == 0:
+        raise ValueError("least_squares_1: every u is zero")
+    return math.fsum(u * y for u, y in zip(us, ys)) / suu
+
+
 def least_squares_2(rows: Sequence[Sequence[float]], ys: Sequence[float]) -> tuple[float, float]:
     """Least squares ``y ~ a * u + b * v`` through the origin, for rows ``(u, v)``.
 

@@ -119,7 +119,7 @@ def build_parser():
                            ("matrix", "every combination, --reps times, one JSON per run")):
         q = lab.add_parser(name, help=helptext)
         if name == "run":
-            q.add_argument("--ram", default="1G", help="guest RAM, 128M..4G (default 1G)")
+            q.add_argument("--ram", default="1G", help="guest RAM, 128M..8G (default 1G)")
             q.add_argument("--workload", default="idle", help="idle, hog or stress")
             q.add_argument("--free-page-hint", default="off", help="on or off (QEMU's virtio-balloon property)")
             q.add_argument("--json", action="store_true", help="print the whole row as JSON")
@@ -270,6 +270,39 @@ def _lab_config(a, **over):
                 stress_args=a.stress_args, tcg_workaround=False if a.no_tcg_workaround else None, **over)
 
 
+class _progress_line:
+    """One live line on stderr (a terminal only): the lab's stage, then MB remaining while it
+    migrates.  Log lines are printed above it.  Off when stderr is not a terminal, so logs and
+    --json output stay clean."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.on = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.shown = False
+
+    def __call__(self, stage, remaining):
+        if not self.on:
+            return
+        text = f"lab: {stage}" + (f", {remaining / 1e6:,.0f} MB remaining" if remaining is not None else "")
+        self.stream.write("\r\033[K" + text)
+        self.stream.flush()
+        self.shown = True
+
+    def wrap(self, log):
+        def inner(msg):
+            if self.shown:
+                self.stream.write("\r\033[K")
+                self.shown = False
+            log(msg)
+        return inner
+
+    def end(self):
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.shown = False
+
+
 def cmd_lab(a):
     """Returns (text, exit code): a run that failed on the real QEMU exits 1 after its row."""
     from .lab.check import check, report
@@ -280,18 +313,25 @@ def cmd_lab(a):
     say = lambda msg: print(f"lab: {msg}", file=sys.stderr, flush=True)
     if a.downtime_limit <= 0:
         raise KitError(f"--downtime-limit {a.downtime_limit}: must be a positive number of ms")
+    progress = _progress_line()
     if a.labcmd == "run":
         cfg = LabConfig(ram=a.ram, workload=a.workload, free_page_hint=_on_off(a.free_page_hint),
                         **_lab_config(a))
-        row = run_experiment(cfg, log=say)
+        try:
+            row = run_experiment(cfg, log=progress.wrap(say), progress=progress)
+        finally:
+            progress.end()
         if a.out:
             say(f"saved {save_row(row, a.out)}")
         text = json.dumps(row, indent=1, sort_keys=True) if a.json else summary_line(row)
         return text, 0 if row["status"] == "ok" else 1
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()]
-    rows = run_matrix(rams=split(a.ram), workloads=split(a.workload),
-                      hints=[_on_off(h) for h in split(a.free_page_hint)], reps=a.reps,
-                      out_dir=a.out, log=say, **_lab_config(a))
+    try:
+        rows = run_matrix(rams=split(a.ram), workloads=split(a.workload),
+                          hints=[_on_off(h) for h in split(a.free_page_hint)], reps=a.reps,
+                          out_dir=a.out, log=progress.wrap(say), progress=progress, **_lab_config(a))
+    finally:
+        progress.end()
     failed = sum(r["status"] != "ok" for r in rows)
     text = "\n".join(summary_line(r) for r in rows) + f"\n{len(rows)} runs, {failed} failed; rows in {a.out}"
     return text, 0 if not failed else 1

@@ -3,6 +3,7 @@
 The real tests skip, saying why, when qemu-system-x86_64 is missing; dev.py
 test apt-installs it (as root), so CI runs them.
 """
+import io
 import json
 import os
 import shutil
@@ -94,9 +95,10 @@ def test_module_order_errors(tmp_path):
 @pytest.mark.parametrize("kw, err, text", [
     (dict(ram="64M"), KitError, "at least 128M"),
     (dict(ram="1000K"), KitError, "whole number of MiB"),
-    (dict(ram="8G"), KitError, "at most 4G"),
+    (dict(ram="9G"), KitError, "up to 8G"),
+    (dict(poll_ms=100), KitError, "20 to 50 ms"),
     (dict(ram="lots"), KitError, "cannot read"),
-    (dict(workload="dirtying"), UnknownNameError, "idle, hog, stress"),
+    (dict(workload="compile"), UnknownNameError, "idle, hog, dirtying, stress"),
     (dict(machine="isapc"), UnknownNameError, "pc or q35"),
     (dict(init_on_alloc=2), KitError, "0 or 1"),
     (dict(bandwidth=0), KitError, "positive"),
@@ -249,7 +251,7 @@ def test_missing_qemu_is_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_cli_lab_errors_are_one_line(capsys):
-    for argv in (["lab", "run", "--ram", "5G"], ["lab", "run", "--free-page-hint", "yes"],
+    for argv in (["lab", "run", "--ram", "9G"], ["lab", "run", "--free-page-hint", "yes"],
                  ["lab", "matrix", "--reps", "0"], ["lab", "run", "--downtime-limit", "0"],
                  ["lab", "frob"]):
         assert main(argv) == 2
@@ -325,6 +327,28 @@ def test_real_qemu_hint_skips_the_hogs_free_pages(clean_tmp):
     # so only "some were skipped" is certain
     assert rows["idle", True]["derived"]["pages-skipped"] > 0
     assert rows["idle", False]["derived"]["pages-skipped"] == 0
+    # every run records its curve: QEMU's counters only grow, and the run ends completed
+    for (wl, hint), r in rows.items():
+        c = r["curve"]
+        assert len(c["t-ms"]) >= 3 and c["status"][-1] == "completed", (wl, hint)
+        assert all(b > a for a, b in zip(c["t-ms"], c["t-ms"][1:]))
+        for f in ("transferred", "normal", "duplicate", "dirty-sync-count"):
+            vals = [v for v in c[f] if v is not None]
+            assert vals and all(b >= a for a, b in zip(vals, vals[1:])), (wl, hint, f)
+        lines = json.dumps(r["command-lines"])
+        assert "<tmp>/src.qmp" in lines and "<cache>/" in lines and str(clean_tmp) not in lines
+        assert r["trace"]["bitmap-sync-end-ms"], "the trace records QEMU's bitmap syncs"
+    # with hints the hog's curve falls faster: it gets below a quarter of the guest sooner
+    def t_below(r, share):
+        c, total = r["curve"], r["query-migrate"]["ram"]["total"]
+        return next(t for t, st, rem in zip(c["t-ms"], c["status"], c["remaining"])
+                    if st in ("active", "completed") and rem is not None and rem < share * total)
+    assert t_below(rows["hog", True], 0.25) < t_below(rows["hog", False], 0.25)
+    # and the trace shows the hints arriving: about one pop of the free page queue per 4 MiB
+    # block skipped (a block can be hinted after its pages were sent, so pops can exceed it)
+    pops = len(rows["hog", True]["trace"]["hint-pops-ms"])
+    assert pops >= 0.5 * rows["hog", True]["derived"]["pages-skipped"] / 1024
+    assert len(rows["hog", False]["trace"]["hint-pops-ms"]) < 0.1 * pops
 
 
 @pytest.mark.lab
@@ -336,3 +360,79 @@ def test_real_qemu_interrupted_run_leaves_nothing(clean_tmp):
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
         run_experiment(LabConfig(ram="256M"), log=log)
+
+
+def test_read_trace_turns_qemu_log_lines_into_times(tmp_path):
+    from kit.lab.experiment import read_trace
+    t0 = 1700000000.0
+    lines = [
+        "1234@1700000000.010000:migration_bitmap_sync_start ",
+        "1234@1700000000.012500:migration_bitmap_sync_end dirty_pages 100",
+        "1234@1699999999.500000:virtqueue_pop vq 0x55aa elem 0x1 in_num 0 out_num 1",   # before: ignored
+        "1234@1700000000.020000:virtqueue_pop vq 0x55bb elem 0x2 in_num 0 out_num 1",
+        "1234@1700000000.030000:virtqueue_pop vq 0x55bb elem 0x3 in_num 0 out_num 1",
+        "1234@1700000000.040000:virtqueue_pop vq 0x55aa elem 0x4 in_num 0 out_num 1",
+        "1234@1700000000.050000:virtio_balloon_get_config num_pages: 0 actual: 0",
+        "qemu-system-x86_64: some other message",
+    ]
+    (tmp_path / "t").write_text("\n".join(lines) + "\n")
+    tr = read_trace(tmp_path / "t", t0)
+    assert tr["bitmap-sync-start-ms"] == [10.0] and tr["bitmap-sync-end-ms"] == [12.5]
+    assert tr["hint-pops-ms"] == [20.0, 30.0]              # the queue popped most after the start
+    assert tr["pops-per-queue"] == [1, 2]                  # queues in order of first use, no addresses
+    assert tr["get-config-ms"] == [50.0]
+    assert read_trace(tmp_path / "missing", t0)["error"] == "no trace file"
+
+
+def test_relative_paths_hide_this_machines_folders():
+    from kit.lab.experiment import relative_paths
+    row = {"cmd": ["-qmp", "unix:/tmp/kit-lab-x/src.qmp", "-kernel", "/root/.cache/lab/k/vmlinuz"],
+           "n": 3, "nested": {"a": "/tmp/kit-lab-x/c"}}
+    out = relative_paths(row, {"/tmp/kit-lab-x": "<tmp>", "/root/.cache/lab": "<cache>"})
+    assert out == {"cmd": ["-qmp", "unix:<tmp>/src.qmp", "-kernel", "<cache>/k/vmlinuz"], "n": 3,
+                   "nested": {"a": "<tmp>/c"}}
+    assert row["cmd"][1] == "unix:/tmp/kit-lab-x/src.qmp"          # the input is not changed
+
+
+def test_largest_ram_that_fits():
+    from kit.lab.experiment import MAX_LAB_RAM_MIB, largest_ram_mib, memory_needed
+    assert largest_ram_mib(None) is None
+    assert largest_ram_mib(memory_needed(8192)) == 8192 == MAX_LAB_RAM_MIB
+    assert largest_ram_mib(memory_needed(8192) - 1) == 7 * 1024
+    assert largest_ram_mib(64 << 30) == MAX_LAB_RAM_MIB and largest_ram_mib(0) == 0
+    assert LabConfig(ram="8G").check() == 8192
+
+
+def test_progress_line_only_on_a_terminal():
+    from kit.cli import _progress_line
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    tty, pipe = Tty(), io.StringIO()
+    p, q = _progress_line(tty), _progress_line(pipe)
+    for line in (p, q):
+        line("boot", None)
+        line("migrate", 123_000_000)
+        line.wrap(lambda msg: None)("a log line")
+        line("migrate", 1_000_000)
+        line.end()
+    assert pipe.getvalue() == ""
+    out = tty.getvalue()
+    assert "lab: boot" in out and "lab: migrate, 123 MB remaining" in out and out.endswith("\r\033[K")
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+@needs_qemu
+def test_real_qemu_dirtying_guest_keeps_writing_while_it_migrates(clean_tmp):
+    """The lab's dirtying guest writes while QEMU migrates it: QEMU syncs the bitmap more than
+    the idle guest's three times, sees a dirty-page rate, and still completes healthy."""
+    r = run_experiment(LabConfig(ram="512M", workload="dirtying"))
+    assert r["status"] == "ok", (r["error"], r.get("destination"))
+    assert r["guest"]["kit-dirty"].startswith("KIT-DIRTY working_set_kib=")
+    c = r["curve"]
+    assert max(v or 0 for v in c["dirty-sync-count"]) >= 3
+    assert r["query-migrate"]["ram"]["dirty-sync-count"] >= 3
+    # pages written during the migration are sent again: more pages go than the guest has
+    d = r["derived"]
+    assert d["pages-sent"] > 0.9 * d["guest-pages"]

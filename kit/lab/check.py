@@ -52,9 +52,13 @@ def check() -> list[Item]:
             avail = next(int(ln.split()[1]) // 1024 for ln in f if ln.startswith("MemAvailable:"))
     except (OSError, StopIteration):
         avail = None
+    from .experiment import MAX_LAB_RAM_MIB, largest_ram_mib
+    biggest = largest_ram_mib(avail * 1024 * 1024) if avail is not None else None
     items.append(Item("memory", avail is None or avail >= 3 * 1024,
-                      f"{avail} MiB available; a run needs about 2 x RAM + 512 MiB" if avail is not None
-                      else "unknown", "free memory, or use --ram 512M", required=False))
+                      f"{avail} MiB available; a run needs about 2 x RAM + 512 MiB, so --ram up to "
+                      f"{biggest // 1024}G fits now (the lab goes up to {MAX_LAB_RAM_MIB // 1024}G, "
+                      f"the seed's size, which needs {2 * MAX_LAB_RAM_MIB // 1024 + 1}G free)"
+                      if avail is not None else "unknown", "free memory, or use --ram 512M", required=False))
     return items
 
 

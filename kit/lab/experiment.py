@@ -22,14 +22,16 @@ from pathlib import Path
 from ..errors import KitError, UnknownNameError
 from ..units import MiB, TARGET_PAGE_SIZE, parse_size
 from .errors import LabError, LabMissingError
-from .image import build_guest
+from .image import build_guest, cache_dir
 from .qemu import (BAD_CONSOLE, WORKAROUND_KIB, Qemu, command_line, needs_tcg_dirty_sync_workaround,
                    qemu_binary, qemu_version, ram_option, version_tuple)
 
-SCHEMA = "kit-lab-run/1"
-WORKLOADS = ("idle", "hog", "stress")
+SCHEMA = "kit-lab-run/2"     # 2: the curve, the trace, paths relative to <tmp> and <cache>
+WORKLOADS = ("idle", "hog", "dirtying", "stress")
 MACHINES = ("pc", "q35")
 UNLIMITED = 1 << 40   # max-bandwidth in bytes/s that QEMU never reaches on loopback
+MAX_LAB_RAM_MIB = 8 * 1024   # the seed's size; two QEMUs of it need about 16.5 GiB of the host
+CURVE_FIELDS = ("transferred", "remaining", "duplicate", "normal", "dirty-sync-count", "dirty-pages-rate")
 
 
 @dataclasses.dataclass
@@ -52,6 +54,8 @@ class LabConfig:
     verify: bool = False
     tcg_workaround: bool | None = None   # None: on for QEMU < 9.0 (see kit/lab/qemu.py)
     stress_args: str = ""   # passed to `kitmem stress` as kit.stress=a,b,c (see files/kitmem.c)
+    poll_ms: int = 25       # query-migrate is polled this often during the migration (the curve)
+    trace: bool = True      # record the source's trace events (kit/lab/qemu.py TRACE_EVENTS)
 
     def check(self) -> int:
         """Validate; return the RAM in MiB.  Raises a KitError saying what to fix."""
@@ -59,9 +63,11 @@ class LabConfig:
         if ram % MiB or ram < 128 * MiB:
             raise KitError(f"--ram {self.ram}: the lab guest needs a whole number of MiB, "
                            f"at least 128M (e.g. 1G)")
-        if ram > 4 * 1024 * MiB:
-            raise KitError(f"--ram {self.ram}: keep lab guests at most 4G (two QEMUs of that size must fit "
-                           f"in this host, and the emulated guest gets slow)")
+        if ram > MAX_LAB_RAM_MIB * MiB:
+            raise KitError(f"--ram {self.ram}: lab guests go up to {MAX_LAB_RAM_MIB // 1024}G, the seed's size "
+                           f"(two QEMUs of it need about {2 * MAX_LAB_RAM_MIB // 1024 + 1}G of this host)")
+        if not 20 <= self.poll_ms <= 50:
+            raise KitError(f"poll_ms {self.poll_ms}: poll query-migrate every 20 to 50 ms")
         if self.workload not in WORKLOADS:
             raise UnknownNameError(f"unknown lab workload {self.workload!r}; choose one of "
                                    f"{', '.join(WORKLOADS)}")
@@ -128,15 +134,32 @@ def derived(qm: dict, ram_mib: int, ram_kib: int | None = None) -> dict:
             "transferred-kb": (ram.get("transferred") or 0) >> 10}
 
 
-def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None) -> dict:
-    """Run one lab experiment (see the module doc); returns its row."""
+def memory_needed(ram_mib: int) -> int:
+    """Bytes of host memory a run of ``ram_mib`` needs: two QEMUs and some room."""
+    return 2 * ram_mib * MiB + 512 * MiB
+
+
+def largest_ram_mib(avail_bytes: int | None) -> int | None:
+    """The largest whole-GiB lab guest that fits in ``avail_bytes`` now (at most the seed's 8G)."""
+    if avail_bytes is None:
+        return None
+    gib = (avail_bytes - 512 * MiB) // (2 * 1024 * MiB)
+    return int(max(0, min(gib * 1024, MAX_LAB_RAM_MIB)))
+
+
+def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None, progress=None) -> dict:
+    """Run one lab experiment (see the module doc); returns its row.
+
+    ``progress(stage, remaining_bytes)`` is called as the run moves on: at each stage, and at
+    every poll of the migration with QEMU's ``ram.remaining`` (None outside the migration)."""
     ram_mib = cfg.check()
     binary = qemu_binary()
     avail = _available_bytes()
-    need = 2 * ram_mib * MiB + 512 * MiB
+    need = memory_needed(ram_mib)
     if avail is not None and avail < need:
         raise LabError(f"--ram {cfg.ram}: two QEMUs need about {need >> 20} MiB here, only "
-                       f"{avail >> 20} MiB is available; use a smaller --ram")
+                       f"{avail >> 20} MiB is available; use a smaller --ram (at most "
+                       f"{largest_ram_mib(avail) // 1024}G fits now)")
     version = qemu_version(binary)
     workaround = (needs_tcg_dirty_sync_workaround(version_tuple(version))
                   if cfg.tcg_workaround is None else cfg.tcg_workaround)
@@ -162,14 +185,15 @@ def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None) -> dict:
         tmp = Path(tmp)
         common = dict(ram_mib=ram_mib, kernel=guest.kernel, initrd=guest.initrd, workaround=workaround,
                       append=cfg.append(), free_page_hint=cfg.free_page_hint, machine=cfg.machine)
+        trace = tmp / "src.trace" if cfg.trace else None
         src = Qemu("source", command_line(binary, qmp=tmp / "src.qmp", console=tmp / "src.console",
-                                          **common), tmp, tmp / "src.console", tmp / "src.qmp")
+                                          trace=trace, **common), tmp, tmp / "src.console", tmp / "src.qmp")
         dst = Qemu("destination", command_line(binary, qmp=tmp / "dst.qmp", console=tmp / "dst.console",
                                                incoming=True, paused=cfg.verify, **common),
                    tmp, tmp / "dst.console", tmp / "dst.qmp")
         row["command-lines"] = {"source": src.cmd, "destination": dst.cmd}
         try:
-            _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp)
+            _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp, progress or (lambda stage, rem: None))
         except LabError as e:
             row["error"] = str(e)
         finally:
@@ -177,6 +201,10 @@ def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None) -> dict:
             row.setdefault("destination", {})["console-tail"] = dst.console_tail()
             src.stop()
             dst.stop()
+            started = row.pop("migrate-started-unix", None)
+            if trace is not None and started is not None:
+                row["trace"] = read_trace(trace, started)
+        row = relative_paths(row, {str(tmp): "<tmp>", str(cache_dir()): "<cache>"})
     row["wall-s"] = round(time.monotonic() - t0, 2)
     row["host"]["loadavg-after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     if row["error"] is None:
@@ -184,8 +212,9 @@ def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None) -> dict:
     return row
 
 
-def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp):
+def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp, progress):
     row["stage"] = "boot"
+    progress("boot", None)
     log(f"booting the source ({cfg.ram}, {cfg.workload}, free-page-hint="
         f"{'on' if cfg.free_page_hint else 'off'})")
     src.start()
@@ -196,11 +225,12 @@ def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp):
     row["guest"]["ready-line"] = m.group(0).strip()
     row["guest"]["boot-s"] = round(time.monotonic() - t_boot, 2)
     for line in src.console_text().splitlines():
-        if line.startswith(("KIT-HOG", "KIT-BALLOON", "KIT-STRESS")):
+        if line.startswith(("KIT-HOG", "KIT-BALLOON", "KIT-STRESS", "KIT-DIRTY")):
             row["guest"][line.split()[0].lower()] = line.strip()
     time.sleep(cfg.settle_s)
 
     row["stage"] = "destination"
+    progress("destination", None)
     dst.start()
     dst.qmp.execute("migrate-incoming", uri="tcp:127.0.0.1:0")
     addr = dst.qmp.execute("query-migrate").get("socket-address") or []
@@ -213,11 +243,20 @@ def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp):
         "max-bandwidth": cfg.bandwidth or UNLIMITED, "downtime-limit": cfg.downtime_limit_ms})
     row["migrate-parameters"] = src.qmp.execute("query-migrate-parameters")
     log(f"migrating to 127.0.0.1:{port}")
+    row["migrate-started-unix"] = time.time()       # the trace's clock (gettimeofday)
+    t_mig = time.monotonic()
     src.qmp.execute("migrate", uri=f"tcp:127.0.0.1:{port}")
-    deadline = time.monotonic() + cfg.migrate_timeout_s
+    deadline = t_mig + cfg.migrate_timeout_s
+    curve = row["curve"] = {"t-ms": [], "status": [], **{f: [] for f in CURVE_FIELDS}}
     while True:
         qm = src.qmp.execute("query-migrate")
         status = qm.get("status")
+        ram = qm.get("ram", {})
+        curve["t-ms"].append(round((time.monotonic() - t_mig) * 1000, 1))
+        curve["status"].append(status)
+        for f in CURVE_FIELDS:
+            curve[f].append(ram.get(f))
+        progress("migrate", ram.get("remaining"))
         if status in ("completed", "failed", "cancelled"):
             break
         if time.monotonic() > deadline:
@@ -227,7 +266,7 @@ def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp):
                            f"(status {status}); cancelled")
         if not src.alive():
             raise LabError(f"the source QEMU died during migration: {src.log_tail(1)}")
-        time.sleep(0.05)
+        time.sleep(cfg.poll_ms / 1000)
     t_done = time.monotonic()
     row["query-migrate"] = qm
     row["derived"] = derived(qm, ram_mib, ram_kib)
@@ -252,6 +291,7 @@ def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp):
         t_done = time.monotonic()
 
     row["stage"] = "destination-health"
+    progress("destination-health", None)
     health = row.setdefault("destination", {})
     health["status"] = dst.qmp.execute("query-status").get("status")
     if health["status"] != "running":
@@ -267,6 +307,60 @@ def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp):
     health["alive"] = dst.alive()
     if cfg.verify and row["verify"]["lost-pages"]:
         raise LabError(f"verify: {row['verify']['lost-pages']} lost pages on the destination")
+
+
+_TRACE_LINE = re.compile(r"^\d+@(\d+\.\d+):(\w+)(.*)$")
+
+
+def read_trace(path: Path, t0_unix: float) -> dict:
+    """The source's trace events, as ms after the migrate command (QEMU's log backend with
+    ``-msg timestamp=on`` writes ``pid@seconds.micros:event args``).
+
+    ``hint-pops-ms`` are the pops of the virtqueue popped most often during the migration: with
+    hints on that is the free page queue, one pop a hinted 4 MiB block (or a cmd id); the other
+    queues are counted in ``pops-per-queue`` (queues numbered in order of first use, not by address)."""
+    out = {"bitmap-sync-start-ms": [], "bitmap-sync-end-ms": [], "get-config-ms": [],
+           "hint-pops-ms": [], "pops-per-queue": []}
+    pops: dict = {}
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return out | {"error": "no trace file"}
+    for line in text.splitlines():
+        m = _TRACE_LINE.match(line)
+        if not m:
+            continue
+        t = round((float(m.group(1)) - t0_unix) * 1000, 2)
+        event, args = m.group(2), m.group(3)
+        if event == "migration_bitmap_sync_start":
+            out["bitmap-sync-start-ms"].append(t)
+        elif event == "migration_bitmap_sync_end":
+            out["bitmap-sync-end-ms"].append(t)
+        elif event == "virtio_balloon_get_config":
+            out["get-config-ms"].append(t)
+        elif event == "virtqueue_pop":
+            vq = args.split("vq ", 1)[1].split()[0] if "vq " in args else "?"
+            pops.setdefault(vq, []).append(t)
+    queues = sorted(pops.values(), key=lambda ts: ts[0])
+    out["pops-per-queue"] = [sum(1 for t in ts if t >= 0) for ts in queues]
+    if queues:
+        busiest = max(queues, key=lambda ts: sum(1 for t in ts if t >= 0))
+        out["hint-pops-ms"] = [t for t in busiest if t >= 0]
+    return out
+
+
+def relative_paths(obj, mapping: dict):
+    """``obj`` with every string's absolute folder prefixes in ``mapping`` replaced (the temp
+    folder by <tmp>, the lab cache by <cache>), so a row says nothing of this machine's paths."""
+    if isinstance(obj, str):
+        for prefix, name in mapping.items():
+            obj = obj.replace(prefix, name)
+        return obj
+    if isinstance(obj, list):
+        return [relative_paths(x, mapping) for x in obj]
+    if isinstance(obj, dict):
+        return {k: relative_paths(v, mapping) for k, v in obj.items()}
+    return obj
 
 
 def save_row(row: dict, out_dir: Path, name: str | None = None) -> Path:
@@ -297,7 +391,7 @@ def summary_line(row: dict) -> str:
 
 
 def run_matrix(rams=("1G", "2G"), workloads=("idle", "hog"), hints=(False, True), reps=3,
-               out_dir: Path | None = None, log=lambda msg: None, **config) -> list[dict]:
+               out_dir: Path | None = None, log=lambda msg: None, progress=None, **config) -> list[dict]:
     """Every combination ``reps`` times, repetition outermost (so slow drift of the
     host spreads over all cells); each row is saved as it finishes, failed ones too."""
     cfgs = [LabConfig(ram=r, workload=w, free_page_hint=h, **config)
@@ -308,12 +402,19 @@ def run_matrix(rams=("1G", "2G"), workloads=("idle", "hog"), hints=(False, True)
         raise KitError(f"--reps {reps}: need at least 1")
     guest = build_guest(log=log)
     rows = []
-    for rep in range(reps):
-        for c in cfgs:
-            row = run_experiment(c, log=log, guest=guest)
-            row["rep"] = rep
-            if out_dir is not None:
-                row["file"] = save_row(row, out_dir).name
-            rows.append(row)
-            log(summary_line(row))
+    todo = [(rep, c) for rep in range(reps) for c in cfgs]
+    done_wall = done_mib = 0.0
+    for i, (rep, c) in enumerate(todo, 1):
+        left_mib = sum(parse_size(x.ram) // MiB for _, x in todo[i - 1:])
+        eta = f", about {done_wall / done_mib * left_mib / 60:.0f} min left" if done_mib else ""
+        log(f"run {i} of {len(todo)}: {c.ram} {c.workload} hint {'on' if c.free_page_hint else 'off'}, "
+            f"repetition {rep + 1}{eta}")
+        row = run_experiment(c, log=log, guest=guest, progress=progress)
+        done_wall += row.get("wall-s", 0.0)
+        done_mib += parse_size(c.ram) // MiB
+        row["rep"] = rep
+        if out_dir is not None:
+            row["file"] = save_row(row, out_dir).name
+        rows.append(row)
+        log(summary_line(row))
     return rows

@@ -69,8 +69,17 @@ def ram_option(ram_mib: int, workaround: bool) -> str:
     return f"{ram_mib * 1024 - WORKAROUND_KIB}K" if workaround else f"{ram_mib}M"
 
 
+# QEMU trace events the source records (log backend, with timestamps): each pop from a
+# virtqueue (with -nodefaults the balloon's queues are the only ones; during a hint-on
+# migration nearly every pop is one hinted 4 MiB block on the free page queue), the guest
+# reading the balloon's config (it does when QEMU writes a new cmd id), and every
+# migration_bitmap_sync.
+TRACE_EVENTS = ("virtqueue_pop", "virtio_balloon_get_config", "migration_bitmap_sync_start",
+                "migration_bitmap_sync_end")
+
+
 def command_line(binary, *, ram_mib, kernel, initrd, append, free_page_hint, machine,
-                 qmp, console, incoming=False, workaround=False, paused=False) -> list[str]:
+                 qmp, console, incoming=False, workaround=False, paused=False, trace=None) -> list[str]:
     """The QEMU command line of a lab guest.  Source and destination differ only in
     ``-incoming`` (and ``-S`` when the destination must not run before it is
     verified).  The iothread is there in both hint settings, so that "on" and
@@ -83,6 +92,10 @@ def command_line(binary, *, ram_mib, kernel, initrd, append, free_page_hint, mac
            "-object", "iothread,id=io0",
            "-device", "virtio-balloon-pci,id=balloon0,iothread=io0,"
                       f"free-page-hint={'on' if free_page_hint else 'off'}"]
+    if trace is not None:
+        cmd += ["-D", str(trace), "-msg", "timestamp=on"]
+        for event in TRACE_EVENTS:
+            cmd += ["-trace", f"enable={event}"]
     if incoming:
         cmd += ["-incoming", "defer"]
     if paused:

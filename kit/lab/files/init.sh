@@ -10,12 +10,14 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 
 workload=idle
 hog=90
+dirty="25 100"
 stress=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         kit.workload=*) workload="${arg#kit.workload=}" ;;
         kit.hog=*) hog="${arg#kit.hog=}" ;;
         kit.stress=*) stress="${arg#kit.stress=}" ;;
+        kit.dirty=*) dirty="$(echo "${arg#kit.dirty=}" | tr ',' ' ')" ;;
     esac
 done
 
@@ -31,6 +33,7 @@ fi
 case "$workload" in
     idle) ;;
     hog) /kit/kitmem hog "$hog" || echo "KIT-ERROR hog failed" ;;
+    dirtying) /kit/kitmem dirty $dirty || echo "KIT-ERROR dirty failed" ;;
     stress) exec /kit/kitmem stress $(echo "$stress" | tr ',' ' ') ;;
     *) echo "KIT-ERROR unknown workload $workload" ;;
 esac

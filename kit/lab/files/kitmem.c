@@ -8,6 +8,12 @@
  *                             pattern, then give it all back to the kernel.
  *                             The pages are free afterwards but not zero: the
  *                             seed's "workload" case.
+ *   kitmem dirty PERCENT MIB_S  hold PERCENT % of MemAvailable as a working set,
+ *                             write all of it once, then keep writing one byte
+ *                             in pages picked at random at MIB_S MiB/s, forever
+ *                             (in the background: /init goes on to KIT-READY).
+ *                             A program that dirties memory while it migrates,
+ *                             like Wei Wang's kernel-compile case.
  *   kitmem stress [key=value...]  a migration-test style memory check that
  *                             reuses hinted pages; see stress_main() and
  *                             kit/lab/verify.py (issue 7).
@@ -67,15 +73,69 @@ static int hog_main(int argc, char **argv)
     return 0;
 }
 
+static int dirty_main(int argc, char **argv)
+{
+    long percent = argc > 2 ? strtol(argv[2], NULL, 10) : 25;
+    long rate = argc > 3 ? strtol(argv[3], NULL, 10) : 100;
+    long avail = meminfo_kib("MemAvailable");
+    size_t bytes, pages, i;
+    unsigned char *p;
+    uint64_t x = 0x9e3779b97f4a7c15ULL, written = 0;
+    struct timespec t0, now;
+    pid_t pid;
+
+    if (percent <= 0 || percent > 90 || rate <= 0 || avail <= 0) {
+        fprintf(stderr, "kitmem dirty: need a PERCENT in 1..90, a rate in MiB/s and /proc/meminfo\n");
+        return 2;
+    }
+    bytes = (size_t)avail * 1024 / 100 * percent / PAGE * PAGE;
+    pages = bytes / PAGE;
+    p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        perror("kitmem dirty: mmap");
+        return 1;
+    }
+    for (i = 0; i < bytes; i += PAGE)
+        p[i] = 1;
+    printf("KIT-DIRTY working_set_kib=%zu rate_mib_s=%ld\n", bytes / 1024, rate);
+    fflush(stdout);
+    pid = fork();
+    if (pid < 0) {
+        perror("kitmem dirty: fork");
+        return 1;
+    }
+    if (pid > 0)
+        return 0;                       /* the parent returns to /init; the child writes */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        double s;
+        uint64_t due;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        s = (now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9;
+        due = (uint64_t)(s * rate * 256);   /* pages of 4 KiB due by now at MIB_S MiB/s */
+        if (written >= due) {
+            usleep(1000);
+            continue;
+        }
+        while (written < due) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;     /* xorshift64 */
+            p[(x % pages) * PAGE + (written & 63)] += 1;
+            written++;
+        }
+    }
+}
+
 int stress_main(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "hog"))
         return hog_main(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "dirty"))
+        return dirty_main(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "stress"))
         return stress_main(argc, argv);
-    fprintf(stderr, "usage: kitmem hog PERCENT | kitmem stress ...\n");
+    fprintf(stderr, "usage: kitmem hog PERCENT | kitmem dirty PERCENT MIB_S | kitmem stress ...\n");
     return 2;
 }
 

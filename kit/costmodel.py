@@ -39,6 +39,7 @@ class CostModel:
     setup_ns_per_page: float = 0.0       # setup's part per page of RAM (the first sync finds every page dirty)
     # the RFC's successor, free page hinting (mode "hint", kit/hinting.py)
     hint_ns_per_block: float = 5000.0    # guest allocates and hints one 4 MiB block (QEMU clears its bits)
+    hint_start_ms: float = 0.0           # from a round's start (QEMU writes the cmd id) to the first hint
     # the guest image this testbed runs, when it is not the seed's: Workload fields
     # (boot_footprint, boot_stale_free, hog_fraction) that replace a workload's own
     guest_sizes: dict = field(default_factory=dict, compare=False)
@@ -112,6 +113,7 @@ register_preset(CostModel(
     max_bandwidth=None,
     downtime_limit_ms=300.0,
     hint_ns_per_block=5000.0,
+    hint_start_ms=0.0,
     sources={
         "wire_bytes_per_s": "physics: 10 GbE line rate x TCP payload share with 1500-byte frames (9.41 Gbit/s)",
         "cpu_ns_per_page": "fit: seed case 1 (idle), original, total time 1894 ms",
@@ -130,6 +132,8 @@ register_preset(CostModel(
                              "(~2-4 us on Haswell/Broadwell); QEMU's iothread clears the 1024 bits "
                              "in parallel in well under 1 us. Not used by the seed's four cases; "
                              "8 GiB idle/hog hint runs move by under 6% anywhere from 1 to 20 us",
+        "hint_start_ms": "assumed 0: a real guest's driver reacts to the config interrupt within "
+                         "microseconds; only --mode hint uses it",
     },
 ))
 
@@ -138,13 +142,14 @@ register_preset(CostModel(
 # The lab's testbed (kit/lab): QEMU 7.2 under TCG on this kind of 2-core host,
 # migrating over TCP on 127.0.0.1 to a second QEMU, with the lab's busybox guest.
 # Values marked "fit" come from kit/lab/model.py fit_tcg_loopback on the 1 GiB
-# medians of data/lab/ (bench/calibrate.py --lab redoes it); 2 GiB and 4 GiB are predictions.
+# medians of data/lab/curves/ (python bench/calibrate_lab.py redoes it); 2, 4 and 8 GiB are
+# predictions.  The hint timing is measured from QEMU's trace, not fitted.
 register_preset(CostModel(
     name="tcg-loopback",
-    wire_bytes_per_s=478.5e6,
+    wire_bytes_per_s=400.2e6,
     cpu_ns_per_page=0.0,
     setup_ms=0.0,
-    setup_ns_per_page=2319.0,
+    setup_ns_per_page=2428.0,
     dirty_log_ns_per_backed_page=0.0,
     sync_ns_per_page=1.0,
     guest_walk_ns_per_free_page=9.98,
@@ -152,8 +157,9 @@ register_preset(CostModel(
     bitmap_transfer_ns_per_byte=11.44,
     max_bandwidth=None,
     downtime_limit_ms=300.0,
-    hint_ns_per_block=2.2e6,
-    guest_sizes={"boot_footprint": 19463 * 4096, "boot_stale_free": 4235 * 4096, "hog_fraction": 0.8343},
+    hint_ns_per_block=475000.0,
+    hint_start_ms=4.94,
+    guest_sizes={"boot_footprint": 19464 * 4096, "boot_stale_free": 4230 * 4096, "hog_fraction": 0.8341},
     sources={
         "wire_bytes_per_s": "fit: lab 1 GiB hog, hint off, total time (loopback TCP as QEMU's "
                             "migration thread drives it beside two TCG guests on 2 cores)",
@@ -172,8 +178,12 @@ register_preset(CostModel(
         "bitmap_transfer_ns_per_byte": "not measured: QEMU has no RFC mode; the seed's value",
         "max_bandwidth": "the lab sets max-bandwidth to 1 TiB/s: no limit",
         "downtime_limit_ms": "QEMU's default downtime-limit, which the lab keeps (300 ms)",
-        "hint_ns_per_block": "fit: lab 1 GiB hog, hint on, pages sent in full (an emulated guest "
-                             "allocates and hints a 4 MiB block far slower than a real CPU)",
+        "hint_ns_per_block": "measured: median over the 1 GiB hint-on lab runs of the time between the "
+                             "free page queue's pops in QEMU's trace, first round (kit/lab/model.py "
+                             "hint_timing); an emulated guest hints far slower than a real CPU, and the "
+                             "pops come in bursts when QEMU's iothread gets a core",
+        "hint_start_ms": "measured: median over the 1 GiB hint-on lab runs of the first pop after the "
+                         "first bitmap sync ends (QEMU's trace; kit/lab/model.py hint_timing)",
         "guest_sizes.boot_footprint": "fit: MemFree of the idle 1 GiB lab guest at KIT-READY",
         "guest_sizes.boot_stale_free": "fit: lab 1 GiB idle, hint off, pages sent in full",
         "guest_sizes.hog_fraction": "fit: lab 1 GiB hog, hint off, pages sent in full "

@@ -171,7 +171,8 @@ class Hinting(Mode):
 
     def __init__(self, m, guest_features=None):
         self.hinting = FreePageHinting(m.guest, m.cost.hint_ns_per_block,
-                                       guest_has(VIRTIO_BALLOON_F_FREE_PAGE_HINT, guest_features))
+                                       guest_has(VIRTIO_BALLOON_F_FREE_PAGE_HINT, guest_features),
+                                       start_s=m.cost.hint_start_ms * 1e-3)
         if not self.hinting.supported:
             m._event("free-page-hint-unsupported")
 

@@ -435,4 +435,4 @@ def test_real_qemu_dirtying_guest_keeps_writing_while_it_migrates(clean_tmp):
     assert r["query-migrate"]["ram"]["dirty-sync-count"] >= 3
     # pages written during the migration are sent again: more pages go than the guest has
     d = r["derived"]
-    assert d["pages-sent"] > 0.9 * d["guest-pages"]
+    assert d["pages-sent"] > d["guest-pages"]

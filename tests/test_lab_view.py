@@ -175,3 +175,43 @@ def test_exercise_3_the_fitted_model_has_no_cpu_beyond_the_wire():
 ])
 def test_short_command(cmd, expect):
     assert lv.short_command(cmd) == expect
+
+
+def _curve_row(ram, workload, hint, rep, rem):
+    t = [10.0 * i for i in range(len(rem))]
+    return {"status": "ok", "rep": rep,
+            "config": {"ram": ram, "workload": workload, "free_page_hint": hint},
+            "curve": {"t-ms": t, "status": ["setup"] + ["active"] * (len(rem) - 2) + ["completed"],
+                      "remaining": [None] + rem[1:]},
+            "trace": {"hint-pops-ms": [15.0, 16.0] if hint else []}}
+
+
+def test_lab_curves_keep_the_points_qemu_reported():
+    rows = [_curve_row("1G", "hog", False, 0, [None, 300, 200, 0]),
+            _curve_row("1G", "hog", True, 0, [None, 300, 50, 0]),
+            _curve_row("2G", "hog", True, 0, [None, 9, 0])]
+    c = lm.lab_curves(rows, "1G", "hog", True)
+    assert len(c) == 1 and c[0]["t-ms"] == [10.0, 20.0, 30.0] and c[0]["remaining"] == [300, 50, 0]
+    assert c[0]["hint-pops-ms"] == [15.0, 16.0]
+    assert lm.lab_curves(rows, "4G", "hog", True) == []
+
+
+def test_model_curve_falls_to_zero_and_faster_with_hints():
+    off = lm.model_curve(COST, 1024, "hog", False)
+    on = lm.model_curve(COST, 1024, "hog", True)
+    for m in (off, on):
+        assert m["remaining"][-1] == 0 and all(b >= a for a, b in zip(m["t-ms"], m["t-ms"][1:]))
+    # the same guest: hints can only take pages away from what is left to send
+    half = off["remaining"][0] / 2
+    first_below = lambda m: next(t for t, r in zip(m["t-ms"], m["remaining"]) if r < half)
+    assert first_below(on) < first_below(off) and on["hints-ms"]
+
+
+def test_curves_explorer_redraws_when_the_cell_changes():
+    rows = [_curve_row(ram, wl, h, 0, [None, 300, 100, 0]) for ram in ("1G", "2G") for wl in ("idle", "hog")
+            for h in (False, True)]
+    ex = lv.CurvesExplorer(rows, COST)
+    first = ex.image.value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n" and ex.ram.options == ("1G", "2G")
+    ex.ram.value = "2G"
+    assert ex.image.value != first and "2G hog: 1 runs with hints off, 1 with hints on" in ex.note.value

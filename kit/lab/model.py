@@ -16,7 +16,10 @@ guest_sizes.hog_fraction            hog, hint off: pages sent in full
 CostModel.setup_ns_per_page         QEMU's own setup-time / pages (measured, not fitted)
 CostModel.cpu_ns_per_page           idle, hint off: total time
 CostModel.wire_bytes_per_s          hog, hint off: total time
-CostModel.hint_ns_per_block         hog, hint on: pages sent in full
+CostModel.hint_start_ms             QEMU's trace, hint on: first hint after the round's start
+CostModel.hint_ns_per_block         QEMU's trace, hint on: time between hints (measured, not
+                                    fitted; rows recorded before the trace: hog, hint on, pages
+                                    sent in full)
 ==================================  =============================================
 
 Everything else is a prediction: the times and bytes of hint on, every other
@@ -34,6 +37,7 @@ from ..scenario import Scenario
 from ..units import MiB, TARGET_PAGE_SIZE
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "lab"
+CURVES = DATA / "curves"      # rows with the migration's curve and QEMU's trace (kit-lab-run/2)
 FIGURES = ("total-time-ms", "transferred-kb", "normal-pages", "zero-pages", "pages-sent",
            "pages-skipped", "downtime-ms", "setup-time-ms")
 
@@ -128,6 +132,40 @@ def _log_bisect(f, lo, hi, target, steps=24):
     return (lo * hi) ** 0.5
 
 
+def hint_timing(rows, ram=None, workloads=("idle", "hog")) -> dict:
+    """How fast the guest's hints reach QEMU, from the source's trace (rows of kit-lab-run/2).
+
+    A round starts when the first ``migration_bitmap_sync`` ends (its AFTER_BITMAP_SYNC
+    notifier writes the cmd id) and stops when the next one starts.  Each pop of the free
+    page queue in between is one hint that QEMU's iothread takes and clears in the bitmap.
+    Per run: ``start`` = first pop minus the round's start, ``per block`` = (last pop - first
+    pop) / (pops - 1).  Returns the medians over the ok hint-on rows of ``workloads`` (at
+    ``ram``, if given)."""
+    starts, gaps = [], []
+    for r in rows:
+        c = r.get("config", {})
+        if r.get("status") != "ok" or not c.get("free_page_hint") or "trace" not in r:
+            continue
+        if (ram is not None and c.get("ram") != ram) or c.get("workload") not in workloads:
+            continue
+        tr = r["trace"]
+        ends, begins = tr.get("bitmap-sync-end-ms", []), tr.get("bitmap-sync-start-ms", [])
+        if not ends:
+            continue
+        r0, r1 = ends[0], begins[1] if len(begins) > 1 else float("inf")
+        pops = [t for t in tr.get("hint-pops-ms", []) if r0 <= t < r1]
+        if len(pops) < 2:
+            continue
+        starts.append(pops[0] - r0)
+        gaps.append((pops[-1] - pops[0]) / (len(pops) - 1))
+    if not starts:
+        return {"runs": 0, "start-ms": None, "ns-per-block": None}
+    return {"runs": len(starts), "start-ms": statistics.median(starts),
+            "ns-per-block": statistics.median(gaps) * 1e6,
+            "start-ms-range": (min(starts), max(starts)),
+            "ns-per-block-range": (min(gaps) * 1e6, max(gaps) * 1e6)}
+
+
 def fit_tcg_loopback(rows, ram="1G", start="tcg-loopback", rounds=2):
     """Return a CostModel fitted to the lab medians at ``ram`` (see the module table)."""
     cells = medians(rows)
@@ -176,11 +214,18 @@ def fit_tcg_loopback(rows, ram="1G", start="tcg-loopback", rounds=2):
                        cost.wire_bytes_per_s, cost.wire_bytes_per_s * 1.1, c["hog", False]["total-time-ms"],
                        lo=1e6)
         cost = cost.with_(wire_bytes_per_s=float(round(wire, -5)))
-        # pages sent in full with hints rise with the time a hint takes, and stay flat while
-        # every hint beats the migration thread to its block
-        hint = _log_bisect(lambda x: run("hog", True, cm=cost.with_(hint_ns_per_block=x))["normal-pages"],
-                           100.0, 1e8, c["hog", True]["normal-pages"])
-        cost = cost.with_(hint_ns_per_block=float(f"{hint:.3g}"))
+        timing = hint_timing(rows, ram)
+        if timing["runs"]:
+            # measured: when the hints reached QEMU, from its trace
+            cost = cost.with_(hint_start_ms=float(f"{timing['start-ms']:.3g}"),
+                              hint_ns_per_block=float(f"{timing['ns-per-block']:.3g}"))
+        else:
+            # rows without a trace: pages sent in full with hints rise with the time a hint
+            # takes, and stay flat while every hint beats the migration thread to its block
+            cost = cost.with_(hint_start_ms=0.0)
+            hint = _log_bisect(lambda x: run("hog", True, cm=cost.with_(hint_ns_per_block=x))["normal-pages"],
+                               100.0, 1e8, c["hog", True]["normal-pages"])
+            cost = cost.with_(hint_ns_per_block=float(f"{hint:.3g}"))
     return cost.with_(guest_sizes=sizes)
 
 
@@ -195,6 +240,30 @@ def compare(rows, cost="tcg-loopback", calibrated_on="1G") -> list[dict]:
                     "failed": cell["failed"], "role": "fit" if ram == calibrated_on else "predicted",
                     "lab": {f: cell[f] for f in FIGURES}, "lab-range": {f: cell[f + "-range"] for f in FIGURES},
                     "model": m})
+    return out
+
+
+def prediction_errors(cmp) -> dict:
+    """The 90th percentile of the absolute error of time and of bytes over the *predicted*
+    cells of :func:`compare`, hint off and on apart (kit.stats: plain floats), with each
+    cell's run-to-run spread (range over median) for comparison."""
+    from ..stats import percentile
+    out = {}
+    for hint in (False, True):
+        cells = [r for r in cmp if r["hint"] == hint and r["role"] == "predicted"]
+        if not cells:
+            continue
+        err_t = [abs(r["model"]["total-time-ms"] / r["lab"]["total-time-ms"] - 1) for r in cells
+                 if r["lab"]["total-time-ms"]]
+        err_b = [abs(r["model"]["transferred-kb"] / r["lab"]["transferred-kb"] - 1) for r in cells]
+        spread_t = [(r["lab-range"]["total-time-ms"][1] - r["lab-range"]["total-time-ms"][0])
+                    / r["lab"]["total-time-ms"] for r in cells if r["lab"]["total-time-ms"]]
+        spread_b = [(r["lab-range"]["transferred-kb"][1] - r["lab-range"]["transferred-kb"][0])
+                    / r["lab"]["transferred-kb"] for r in cells]
+        out["on" if hint else "off"] = {"cells": len(cells), "p90-time": percentile(err_t, 90),
+                                        "p90-bytes": percentile(err_b, 90),
+                                        "p90-spread-time": percentile(spread_t, 90),
+                                        "p90-spread-bytes": percentile(spread_b, 90)}
     return out
 
 
@@ -356,3 +425,32 @@ def recorded(path=DATA) -> tuple[list[dict], "object"]:
         rows = load_rows(path)
         _RECORDED[key] = (rows, fit_tcg_loopback(rows))
     return _RECORDED[key]
+
+
+# --------------------------------------------------------------------------- the curves (kit-lab-run/2)
+def lab_curves(rows, ram, workload, hint) -> list[dict]:
+    """Every ok run of one cell that has a curve: ``{"t-ms": [...], "remaining": [...],
+    "rep": n}``, the points where QEMU reported ``ram.remaining`` (active or completed)."""
+    out = []
+    for r in rows:
+        c = r.get("config", {})
+        if (r.get("status") != "ok" or "curve" not in r or c.get("ram") != ram
+                or c.get("workload") != workload or bool(c.get("free_page_hint")) != hint):
+            continue
+        cv = r["curve"]
+        pts = [(t, rem) for t, st, rem in zip(cv["t-ms"], cv["status"], cv["remaining"])
+               if st in ("active", "completed") and rem is not None]
+        out.append({"t-ms": [t for t, _ in pts], "remaining": [rem for _, rem in pts],
+                    "rep": r.get("rep"), "hint-pops-ms": r.get("trace", {}).get("hint-pops-ms", [])})
+    return out
+
+
+def model_curve(cost, ram_mib, workload, hint) -> dict:
+    """The model's ``remaining`` (bytes still to send) against time, from a run's timeline:
+    one point after every iteration, sync and hint batch, from the end of setup on."""
+    r = _scenario.run(model_scenario(cost, ram_mib, workload, "hint" if hint else "original", vga_vram=0))
+    pts = [(e["t"] * 1000, e["migration_dirty_pages"] * TARGET_PAGE_SIZE) for e in r.timeline
+           if "migration_dirty_pages" in e and (e["phase"] != "setup" or e["kind"] == "sync")]
+    hints = [e["t"] * 1000 for e in r.timeline if e["kind"] == "hints"]
+    return {"t-ms": [t for t, _ in pts], "remaining": [b for _, b in pts], "hints-ms": hints,
+            "total-time-ms": r["total-time"]}

@@ -488,3 +488,106 @@ def build_views(rows, cost) -> dict:
                       "lab-fates": _fates(lab, total) if lab else None,
                       "model-fates": _fates(model, total), "pv-fates": _fates(pv, total)}
     return views
+
+
+# ---------------------------------------------------------------------------- the curves
+def curves_figure(rows, cost, ram, workload, ax=None):
+    """``remaining`` against time: every recorded repetition of the cell (thin lines, hint off
+    red and on blue) under the model's curve (black, dashed), and the times the trace saw
+    hints reach QEMU (ticks along the bottom)."""
+    import matplotlib.pyplot as plt
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 3.4))
+    mib = _mib(ram)
+    for hint in (False, True):
+        runs = lm.lab_curves(rows, ram, workload, hint)
+        for i, c in enumerate(runs):
+            ax.plot(c["t-ms"], np.asarray(c["remaining"]) / MiB, color=HINT_COLOURS[hint], lw=1, alpha=0.7,
+                    label=f"lab, {HINT_LABELS[hint]} ({len(runs)} runs)" if i == 0 else None)
+            if hint and c["hint-pops-ms"]:
+                ax.plot(c["hint-pops-ms"], np.zeros(len(c["hint-pops-ms"])), "|", color=HINT_COLOURS[hint],
+                        ms=8, alpha=0.5, label="hints reach QEMU (trace)" if i == 0 else None)
+        m = lm.model_curve(cost, mib, workload, hint)
+        ax.plot(m["t-ms"], np.asarray(m["remaining"]) / MiB, color=MODEL_COLOUR, ls="--" if hint else ":",
+                lw=1.5, label=f"model, {HINT_LABELS[hint]}")
+    ax.set_xlabel("ms after the migrate command")
+    ax.set_ylabel("remaining (MiB)")
+    ax.set_title(f"{ram} {workload}: what is left to send", fontsize=10)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.grid(alpha=0.3)
+    if fig is not None:
+        fig.tight_layout()
+    return fig if fig is not None else ax.figure
+
+
+class CurvesExplorer:
+    """Pick a RAM size and a workload; see that cell's recorded curves beside the model's
+    (:func:`curves_figure`), as a PNG in a ``widgets.Image``."""
+
+    def __init__(self, rows, cost, dpi=72):
+        import ipywidgets as widgets
+        self.rows, self.cost, self.dpi = rows, cost, dpi
+        cells = sorted({(r["config"]["ram"], r["config"]["workload"]) for r in rows
+                        if r.get("status") == "ok" and "curve" in r}, key=lambda c: (_mib(c[0]), c[1]))
+        rams = sorted({c[0] for c in cells}, key=_mib)
+        workloads = sorted({c[1] for c in cells})
+        self.ram = widgets.Dropdown(options=rams, value=rams[0], description="RAM")
+        self.workload = widgets.Dropdown(options=workloads, value="hog" if "hog" in workloads else workloads[0],
+                                         description="workload")
+        self.image = widgets.Image(format="png")
+        self.note = widgets.HTML()
+        self.widget = widgets.VBox([widgets.HBox([self.ram, self.workload]), self.image, self.note])
+        self.ram.observe(self._redraw, names="value")
+        self.workload.observe(self._redraw, names="value")
+        self._redraw()
+
+    def _redraw(self, *_):
+        import matplotlib.pyplot as plt
+        ram, wl = self.ram.value, self.workload.value
+        if not any(r["config"]["ram"] == ram and r["config"]["workload"] == wl for r in self.rows):
+            self.note.value = html.escape(f"no recorded runs of {ram} {wl}")
+            return
+        fig = curves_figure(self.rows, self.cost, ram, wl)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=self.dpi)
+        plt.close(fig)
+        self.image.value = buf.getvalue()
+        n = {h: len(lm.lab_curves(self.rows, ram, wl, h)) for h in (False, True)}
+        self.note.value = html.escape(f"{ram} {wl}: {n[False]} runs with hints off, {n[True]} with hints on")
+
+
+def hint_pops_text(rows) -> str:
+    """Per hint-on cell with a trace: pops of the busiest queue against pages skipped / 1024."""
+    cells: dict = {}
+    for r in rows:
+        c = r.get("config", {})
+        if r.get("status") != "ok" or not c.get("free_page_hint") or "trace" not in r:
+            continue
+        cells.setdefault((c["ram"], c["workload"]), []).append(
+            (len(r["trace"].get("hint-pops-ms", [])), r["derived"]["pages-skipped"] / 1024))
+    lines = [f"{'cell':14} {'runs':>4} {'pops (median)':>14} {'skipped / 1024':>15}"]
+    for (ram, wl), v in sorted(cells.items(), key=lambda kv: (_mib(kv[0][0]), kv[0][1])):
+        pops = sorted(p for p, _ in v)[len(v) // 2]
+        blocks = sorted(b for _, b in v)[len(v) // 2]
+        lines.append(f"{ram + ' ' + wl:14} {len(v):>4} {pops:>14,} {blocks:>15,.0f}")
+    return "\n".join(lines)
+
+
+def hint_timing_text(t) -> str:
+    if not t["runs"]:
+        return "no hint-on runs with a trace"
+    a, b = t["start-ms-range"]
+    c, d = (x / 1e6 for x in t["ns-per-block-range"])
+    return (f"{t['runs']} runs: the first hint {t['start-ms']:.2f} ms after the round starts "
+            f"(runs {a:.2f} to {b:.2f}), then one every {t['ns-per-block'] / 1e6:.3f} ms "
+            f"(runs {c:.3f} to {d:.3f})")
+
+
+def prediction_errors_text(errors) -> str:
+    lines = []
+    for hint, e in errors.items():
+        lines.append(f"hint {hint}: {e['cells']} predicted cells; 90th-percentile error: time "
+                     f"{100 * e['p90-time']:.0f} %, bytes {100 * e['p90-bytes']:.0f} %; the lab's own "
+                     f"spread: time {100 * e['p90-spread-time']:.0f} %, bytes {100 * e['p90-spread-bytes']:.0f} %")
+    return "\n".join(lines)

@@ -120,9 +120,25 @@ def test_ex01_answers_come_from_the_model():
     assert ex01.reveal(3) == mv.outcome_counts(mv.shift_outcome(g, low_mem=4 * GiB))["used, skipped: LOST"]
 
 
+def _ex01_by_hand(n):
+    """Exercise 1's answers worked out without the migration model.
+
+    1. q35 with 6 GiB: RAM of 2.75 GiB or more keeps 2 GiB below 4 GiB (512 MiB of PCI I/O and
+       256 MiB of MMCONFIG are reserved too), so 6 - 2 = 4 GiB, 4096 MiB, sit above 4 GiB.
+    2. pc with 8 GiB: lowmem is 3 GiB (gigabyte aligned), so the hole is 1 GiB = 0x40000
+       frames, and frame 0x100000 (4 GiB) is ram page 0x100000 - 0x40000 = 0xC0000.
+    3. The pages the wrongly shifted bitmap marks free while the guest uses them, from the
+       bitmap shift alone (kit.viz.memmap_view.shift_outcome), not from a migration."""
+    if n == 1:
+        return (6 * 1024) - 2 * 1024
+    if n == 2:
+        return 0x100000 - (4 * GiB - 3 * GiB) // 4096
+    return mv.outcome_counts(mv.shift_outcome(ex01.scenario_3_guest(), low_mem=4 * GiB))["used, skipped: LOST"]
+
+
 @pytest.mark.parametrize("n, check", [(1, ex01.check_1), (2, ex01.check_2), (3, ex01.check_3)])
 def test_ex01_verdicts(n, check):
-    answer = ex01.reveal(n)
+    answer = _ex01_by_hand(n)
     assert check(answer).correct
     assert not check(answer * 2 + 1).correct
     v = check(None)

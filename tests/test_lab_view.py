@@ -215,3 +215,16 @@ def test_curves_explorer_redraws_when_the_cell_changes():
     assert first[:8] == b"\x89PNG\r\n\x1a\n" and ex.ram.options == ("1G", "2G")
     ex.ram.value = "2G"
     assert ex.image.value != first and "2G hog: 1 runs with hints off, 1 with hints on" in ex.note.value
+
+
+def test_lab_progress_bar_follows_what_is_left():
+    bar = lv.LabProgress()
+    bar("boot", None)
+    assert bar.label.value == "boot" and bar.bar.value == 0.0
+    bar("migrate", 1000e6)
+    bar("migrate", 250e6)
+    assert bar.bar.value == pytest.approx(0.75) and "250 MB remaining" in bar.label.value
+    bar("destination-health", None)
+    assert bar.bar.value == 1.0
+    bar.reset("hint on")
+    assert bar.bar.value == 0.0 and bar.bar.description == "hint on"

@@ -5,7 +5,6 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pytest
 
 from kit.exercises import ex03
 from kit.guest import Guest

@@ -591,3 +591,32 @@ def prediction_errors_text(errors) -> str:
                      f"{100 * e['p90-time']:.0f} %, bytes {100 * e['p90-bytes']:.0f} %; the lab's own "
                      f"spread: time {100 * e['p90-spread-time']:.0f} %, bytes {100 * e['p90-spread-bytes']:.0f} %")
     return "\n".join(lines)
+
+
+class LabProgress:
+    """An ipywidgets progress bar for a live lab run, fed by the run's own polling: pass it as
+    ``run_experiment(..., progress=bar)``.  The bar shows the stage, then how much of the
+    guest's RAM is left to send."""
+
+    def __init__(self, description="lab run"):
+        import ipywidgets as widgets
+        self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, description=description)
+        self.label = widgets.Label("waiting to start")
+        self.widget = widgets.HBox([self.bar, self.label])
+        self._first = None
+
+    def __call__(self, stage, remaining):
+        if stage == "migrate" and remaining is not None:
+            self._first = self._first or max(remaining, 1)
+            self.bar.value = max(0.0, min(1.0, 1 - remaining / self._first))
+            self.label.value = f"migrating: {remaining / 1e6:,.0f} MB remaining"
+        else:
+            self.label.value = stage
+            if stage == "destination-health":
+                self.bar.value = 1.0
+
+    def reset(self, description=None):
+        self._first = None
+        self.bar.value = 0.0
+        if description:
+            self.bar.description = description

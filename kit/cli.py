@@ -270,7 +270,7 @@ def _lab_config(a, **over):
                 stress_args=a.stress_args, tcg_workaround=False if a.no_tcg_workaround else None, **over)
 
 
-class _progress_line:
+class _ProgressLine:
     """One live line on stderr (a terminal only): the lab's stage, then MB remaining while it
     migrates.  Log lines are printed above it.  Off when stderr is not a terminal, so logs and
     --json output stay clean."""
@@ -313,7 +313,7 @@ def cmd_lab(a):
     say = lambda msg: print(f"lab: {msg}", file=sys.stderr, flush=True)
     if a.downtime_limit <= 0:
         raise KitError(f"--downtime-limit {a.downtime_limit}: must be a positive number of ms")
-    progress = _progress_line()
+    progress = _ProgressLine()
     if a.labcmd == "run":
         cfg = LabConfig(ram=a.ram, workload=a.workload, free_page_hint=_on_off(a.free_page_hint),
                         **_lab_config(a))

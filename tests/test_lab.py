@@ -5,7 +5,6 @@ test apt-installs it (as root), so CI runs them.
 """
 import io
 import json
-import os
 import shutil
 import socket
 import stat
@@ -404,12 +403,12 @@ def test_largest_ram_that_fits():
 
 
 def test_progress_line_only_on_a_terminal():
-    from kit.cli import _progress_line
+    from kit.cli import _ProgressLine
     class Tty(io.StringIO):
         def isatty(self):
             return True
     tty, pipe = Tty(), io.StringIO()
-    p, q = _progress_line(tty), _progress_line(pipe)
+    p, q = _ProgressLine(tty), _ProgressLine(pipe)
     for line in (p, q):
         line("boot", None)
         line("migrate", 123_000_000)

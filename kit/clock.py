@@ -23,84 +23,66 @@ import numpy as np
 
 
 class SendClock:
-    """Per-page send times for one cost model."""
+    """Per-page send times for one cost model and QEMU's two kinds of page record: a zero
+    page (``zero_bytes`` on the wire) and a full one (``normal_bytes``)."""
 
-    def __init__(self, cpu_ns_per_page: float, wire_bytes_per_s: float):
+    def __init__(self, cpu_ns_per_page: float, wire_bytes_per_s: float, zero_bytes: int, normal_bytes: int):
         if not wire_bytes_per_s > 0:
             raise ValueError(f"the wire rate must be positive, got {wire_bytes_per_s!r}")
         self.cpu_s = max(0.0, float(cpu_ns_per_page)) * 1e-9
         self.wire = float(wire_bytes_per_s)
-        self._k = np.zeros(0, np.int64)
-        self._ramp_t = {}
+        self.zero_bytes, self.normal_bytes = int(zero_bytes), int(normal_bytes)
+        self.t_zero = self.page_s(self.zero_bytes)       # also the shortest time any page takes
+        self.t_normal = self.page_s(self.normal_bytes)
+        self._kt = np.zeros(0)                           # 1, 2, ..., n times t_normal (cached)
 
-    def totals(self, n: int, nz: int, zero_bytes: int, normal_bytes: int, first_zero: bool,
-               first_extra: int = 0):
-        """Bytes and seconds of a whole batch of ``n`` pages, ``nz`` of them zero pages: the last
-        entries of :meth:`cumulative`, from two counts (the same operations, the same bits)."""
-        nbytes = n * normal_bytes - nz * (normal_bytes - zero_bytes)
-        t_z, t_n = self.fastest_page_s(zero_bytes), self.fastest_page_s(normal_bytes)
-        secs = n * t_n - nz * (t_n - t_z)
-        if first_extra:
-            b0 = zero_bytes if first_zero else normal_bytes
-            nbytes += first_extra
-            secs += self.fastest_page_s(b0 + first_extra) - self.fastest_page_s(b0)
-        return nbytes, secs
-
-    def cumulative(self, zero: np.ndarray, zero_bytes: int, normal_bytes: int, first_extra: int = 0):
-        """Bytes and seconds after each page of a batch, counted from the batch's start.
-
-        ``zero`` says which pages are zero pages (``zero_bytes`` on the wire, the others
-        ``normal_bytes``); the first page carries ``first_extra`` bytes more (a RAMBlock's
-        name).  Both come from one count of zero pages, since a page's time depends only
-        on its kind: ``t(k) = k * t_normal - zeros(k) * (t_normal - t_zero)``.
-        """
-        n = len(zero)
-        k = self._ramp(n)
-        cz = np.cumsum(zero, dtype=np.int64)
-        cum_bytes = k * normal_bytes - cz * (normal_bytes - zero_bytes)
-        t_z, t_n = self.fastest_page_s(zero_bytes), self.fastest_page_s(normal_bytes)
-        cum_t = k * t_n - cz * (t_n - t_z)
-        if first_extra:
-            b0 = zero_bytes if zero[0] else normal_bytes
-            cum_bytes += first_extra
-            cum_t += self.fastest_page_s(b0 + first_extra) - self.fastest_page_s(b0)
-        return cum_bytes, cum_t
-
-    def cumulative_seconds(self, zero: np.ndarray, zero_bytes: int, normal_bytes: int,
-                           first_extra: int = 0) -> np.ndarray:
-        """The seconds of :meth:`cumulative` alone (the same bits), with fewer array passes."""
-        t_z, t_n = self.fastest_page_s(zero_bytes), self.fastest_page_s(normal_bytes)
-        n = len(zero)
-        kt = self._ramp_t.get(t_n)
-        if kt is None or len(kt) < n:
-            kt = self._ramp(max(n, 1 << 18)) * t_n
-            self._ramp_t[t_n] = kt
-        cz = np.cumsum(zero, dtype=np.int64)
-        cum_t = kt[:n] - cz * (t_n - t_z)
-        if first_extra:
-            b0 = zero_bytes if zero[0] else normal_bytes
-            cum_t += self.fastest_page_s(b0 + first_extra) - self.fastest_page_s(b0)
-        return cum_t
-
-    def _ramp(self, n: int) -> np.ndarray:
-        """1, 2, ..., n (cached)."""
-        if len(self._k) < n:
-            self._k = np.arange(1, max(n, 1 << 18) + 1, dtype=np.int64)
-        return self._k[:n]
-
-    @property
-    def min_page_s(self) -> float:
-        """The shortest time any page can take (a zero page's): bounds how many pages fit in a time."""
-        return max(self.cpu_s, 9 / self.wire)
-
-    def page_seconds(self, nbytes: np.ndarray) -> np.ndarray:
-        """Seconds each page of a batch takes, from the bytes it puts on the wire."""
-        return np.maximum(self.cpu_s, nbytes / self.wire)
+    def page_s(self, nbytes: int) -> float:
+        """The time of one page record of ``nbytes``."""
+        return max(self.cpu_s, nbytes / self.wire)
 
     def wire_seconds(self, nbytes) -> float:
         """The wire's share of sending ``nbytes`` (the rest of a batch's time is CPU)."""
         return float(nbytes) / self.wire
 
-    def fastest_page_s(self, nbytes: int) -> float:
-        """The time of one page of ``nbytes``: to size a batch before it is looked at."""
-        return max(self.cpu_s, nbytes / self.wire)
+    def _first(self, first_zero: bool, first_extra: int) -> float:
+        """What ``first_extra`` bytes more on the first page (a RAMBlock's name) add to its time."""
+        b0 = self.zero_bytes if first_zero else self.normal_bytes
+        return self.page_s(b0 + first_extra) - self.page_s(b0)
+
+    def totals(self, n: int, nz: int, first_zero: bool, first_extra: int = 0):
+        """Bytes and seconds of a whole batch of ``n`` pages, ``nz`` of them zero pages: the last
+        entries of :meth:`cumulative`, from two counts (the same operations, the same bits)."""
+        nbytes = n * self.normal_bytes - nz * (self.normal_bytes - self.zero_bytes)
+        secs = n * self.t_normal - nz * (self.t_normal - self.t_zero)
+        if first_extra:
+            nbytes += first_extra
+            secs += self._first(first_zero, first_extra)
+        return nbytes, secs
+
+    def _seconds(self, cz: np.ndarray) -> np.ndarray:
+        """Seconds after each page, from the running count of zero pages ``cz``:
+        ``t(k) = k * t_normal - zeros(k) * (t_normal - t_zero)``."""
+        n = len(cz)
+        if len(self._kt) < n:
+            self._kt = np.arange(1, max(n, 1 << 18) + 1, dtype=np.int64) * self.t_normal
+        return self._kt[:n] - cz * (self.t_normal - self.t_zero)
+
+    def cumulative_seconds(self, zero: np.ndarray, first_extra: int = 0) -> np.ndarray:
+        """Seconds after each page of a batch, counted from the batch's start; ``zero`` says
+        which pages are zero pages, and the first page carries ``first_extra`` bytes more."""
+        cum_t = self._seconds(np.cumsum(zero, dtype=np.int64))
+        if first_extra:
+            cum_t += self._first(bool(zero[0]), first_extra)
+        return cum_t
+
+    def cumulative(self, zero: np.ndarray, first_extra: int = 0):
+        """Bytes and seconds after each page of a batch (as :meth:`cumulative_seconds`); both
+        come from one count of zero pages, since a page's cost depends only on its kind."""
+        cz = np.cumsum(zero, dtype=np.int64)
+        cum_bytes = np.arange(1, len(cz) + 1, dtype=np.int64) * self.normal_bytes \
+            - cz * (self.normal_bytes - self.zero_bytes)
+        cum_t = self._seconds(cz)
+        if first_extra:
+            cum_bytes += first_extra
+            cum_t += self._first(bool(zero[0]), first_extra)
+        return cum_bytes, cum_t

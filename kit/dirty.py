@@ -43,9 +43,6 @@ class DirtyMemory:
         a8 = a & ~7
         return self._unpack(a8, b)[a - a8:].copy()
 
-    def count(self) -> int:
-        return int(np.bitwise_count(self.bits).sum(dtype=np.int64))
-
     def set_pages(self, pages) -> None:
         """Mark ``pages`` (ram_addr page numbers) dirty, as a write QEMU sees does."""
         pages = np.asarray(pages, np.int64)
@@ -53,25 +50,6 @@ class DirtyMemory:
             return
         np.bitwise_or.at(self.bits, pages >> 3, np.left_shift(1, pages & 7).astype(np.uint8))
         self.chunk_dirty[np.unique(pages // CHUNK_PAGES)] = True
-
-    def assign(self, start: int, values: np.ndarray) -> None:
-        """Overwrite the bits of pages [start, start + len(values)) with ``values``; ``start``
-        must be a multiple of 8 (a RAMBlock's offset is page-aligned to far more)."""
-        values = np.asarray(values, bool)
-        if start % 8:
-            raise ValueError("DirtyMemory.assign: start must be a multiple of 8 pages")
-        n = len(values)
-        end = start + n
-        whole = n // 8 * 8
-        if whole:
-            self.bits[start >> 3:(start + whole) >> 3] = np.packbits(values[:whole], bitorder="little")
-        if n - whole:                       # the last partial byte: keep the bits past the end
-            byte = (start + whole) >> 3
-            keep = int(self.bits[byte]) & ~((1 << (n - whole)) - 1) & 0xFF
-            tail = int(np.packbits(values[whole:], bitorder="little")[0])
-            self.bits[byte] = keep | tail
-        lo, hi = start // CHUNK_PAGES, -(-end // CHUNK_PAGES)
-        self.chunk_dirty[lo:hi] = True
 
     def assign_complement_packed(self, start: int, packed: np.ndarray, n: int) -> None:
         """Overwrite pages [start, start + n) with the complement of a packed bitmap of the same

@@ -47,9 +47,8 @@ from .clock import SendClock
 from .dirty import DirtyMemory
 from .modes import MODE_CLASSES
 from .memmap import pfn_to_ram_page
+from .scenario import INJECTIONS, MODES   # the one list of each, kept with Scenario
 from .units import MiB, TARGET_PAGE_SIZE
-
-from .scenario import INJECTIONS, MODES  # noqa: E402  (the one list of each, kept with Scenario)
 
 RAM_SAVE_FLAG_COMPRESS = 0x02       # a zero page ("compress" = one repeated byte)
 RAM_SAVE_FLAG_MEM_SIZE = 0x04
@@ -143,7 +142,8 @@ class Migration:
 
         self.now = 0.0
         self.breakdown: dict[str, float] = {}      # simulated seconds by cause (see _spend)
-        self.clock = SendClock(self.cost.cpu_ns_per_page, self.cost.wire_bytes_per_s)
+        self.clock = SendClock(self.cost.cpu_ns_per_page, self.cost.wire_bytes_per_s,
+                               ZERO_PAGE_BYTES, NORMAL_PAGE_BYTES)
         self.vm_running = True
         self.phase = "setup"
         self.status = "setup"
@@ -404,7 +404,7 @@ class Migration:
         mode = self.strategy
         # Size the first batch for full pages (the common case) and double it
         # whenever a batch is used up without reaching the budget.
-        per_page = clock.fastest_page_s(NORMAL_PAGE_BYTES)
+        per_page = clock.t_normal
         window = _WINDOW if np.isinf(time_budget) else int(min(_WINDOW, time_budget / per_page + 64))
         while True:
             mode.catch_up(self, self.now + used_t)      # another thread (hinting's iothread) ran meanwhile
@@ -434,7 +434,7 @@ class Migration:
             extra = 1 + len(block.idstr) if block is not self.last_sent_block else 0
             n = len(idx)
             nz_all = int(np.count_nonzero(zero))
-            tot_b, tot_t = clock.totals(n, nz_all, ZERO_PAGE_BYTES, NORMAL_PAGE_BYTES, bool(zero[0]), extra)
+            tot_b, tot_t = clock.totals(n, nz_all, bool(zero[0]), extra)
             busy = mode.busy()
             if used_bytes + tot_b < byte_budget and used_t + tot_t < time_budget and not busy:
                 take, new_bytes, new_t = n, used_bytes + tot_b, used_t + tot_t      # all of it fits
@@ -443,19 +443,18 @@ class Migration:
                 # from the batch's mean page time; fall back to a bound that cannot miss (every
                 # page a zero page, the shortest kind)
                 left = time_budget - used_t
-                kmax = min(n, int(left / clock.min_page_s) + 2)
+                kmax = min(n, int(left / clock.t_zero) + 2)
                 guess = min(kmax, int(1.25 * left * n / tot_t) + 64)
-                cum_t = clock.cumulative_seconds(zero[:guess], ZERO_PAGE_BYTES, NORMAL_PAGE_BYTES, extra)
+                cum_t = clock.cumulative_seconds(zero[:guess], extra)
                 if cum_t[-1] + used_t < time_budget:
-                    cum_t = clock.cumulative_seconds(zero[:kmax], ZERO_PAGE_BYTES, NORMAL_PAGE_BYTES, extra)
+                    cum_t = clock.cumulative_seconds(zero[:kmax], extra)
                 cum_t += used_t
                 take = int(np.searchsorted(cum_t, time_budget, side="left")) + 1
-                tb, _ = clock.totals(take, int(np.count_nonzero(zero[:take])), ZERO_PAGE_BYTES,
-                                     NORMAL_PAGE_BYTES, bool(zero[0]), extra)
+                tb, _ = clock.totals(take, int(np.count_nonzero(zero[:take])), bool(zero[0]), extra)
                 new_bytes, new_t = used_bytes + tb, float(cum_t[take - 1])
             else:
                 # a byte limit (max-bandwidth), or another thread racing the scan: page by page
-                cum_bytes, cum_t = clock.cumulative(zero, ZERO_PAGE_BYTES, NORMAL_PAGE_BYTES, extra)
+                cum_bytes, cum_t = clock.cumulative(zero, extra)
                 cum_bytes += used_bytes
                 cum_t += used_t
                 take = n

@@ -29,9 +29,6 @@ from .hinting import HINT_BLOCK_PAGES, VIRTIO_BALLOON_F_FREE_PAGE_HINT, VIRTIO_B
     FreePageHinting
 from .reporting import report_free_pages
 
-SKIPPED_FREE = 1            # kit.migration's page state for a page skipped as free
-
-
 def guest_has(fbit, guest_features) -> bool:
     return guest_features is None or _balloon.virtio_has_feature(guest_features, fbit)
 
@@ -157,6 +154,7 @@ class RFC(Mode):
         skipped = count_bits(m.free_pages_bmap)        # bits past pc.ram are never set
         m.stats.free_skipped = skipped
         if m.page_state is not None:
+            from .migration import SKIPPED_FREE     # the thread's page states (it imports this module)
             free = unpack_bitmap(m.free_pages_bmap, n)
             m.page_state[block.offset:block.offset + n][free] = SKIPPED_FREE
         return m._event("filter", free_pages=skipped)

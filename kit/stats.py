@@ -1,8 +1,8 @@
 """Small statistics in plain Python floats, so that a printed figure is the same on every CPU.
 
-numpy's ``polyfit``, ``lstsq`` and ``linalg.solve`` go through LAPACK and BLAS,
-whose kernels are chosen per CPU; their last bits (and so a rounded figure
-printed by a notebook) can differ from one machine to another.  Everything here
+numpy's least-squares and linear-algebra routines hand the work to compiled
+libraries whose kernels are chosen per CPU; their last bits (and so a rounded
+figure printed by a notebook) can differ from one machine to another.  Everything here
 is a closed form evaluated with IEEE-754 double operations in a fixed order and
 ``math.fsum`` (exactly rounded sums), which gives the same bits on any x86-64 or
 arm64 machine.  Use these wherever a figure is shown to a reader.

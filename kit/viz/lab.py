@@ -15,6 +15,7 @@ import html
 import io
 import os
 import re
+import statistics
 import textwrap
 
 import numpy as np
@@ -568,9 +569,9 @@ def hint_pops_text(rows) -> str:
             (len(r["trace"].get("hint-pops-ms", [])), r["derived"]["pages-skipped"] / 1024))
     lines = [f"{'cell':14} {'runs':>4} {'pops (median)':>14} {'skipped / 1024':>15}"]
     for (ram, wl), v in sorted(cells.items(), key=lambda kv: (_mib(kv[0][0]), kv[0][1])):
-        pops = sorted(p for p, _ in v)[len(v) // 2]
-        blocks = sorted(b for _, b in v)[len(v) // 2]
-        lines.append(f"{ram + ' ' + wl:14} {len(v):>4} {pops:>14,} {blocks:>15,.0f}")
+        pops = statistics.median(p for p, _ in v)
+        blocks = statistics.median(b for _, b in v)
+        lines.append(f"{ram + ' ' + wl:14} {len(v):>4} {pops:>14,.0f} {blocks:>15,.0f}")
     return "\n".join(lines)
 
 

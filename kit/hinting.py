@@ -41,8 +41,17 @@ Model simplifications, each also noted where it happens:
   arrives.  A block that the running guest has partly allocated by then is
   dropped.  The real guest would take another block instead.
 * Blocks come from zone Normal, then DMA32, then DMA (the fallback order of a
-  request without zone modifiers), in ascending frame order within a zone.
-  This is the buddy model's usual simplification (Linux's free lists are LIFO).
+  request without zone modifiers), and within a zone in the order of its top-order
+  free list: the block freed last first, blocks free since boot last and lowest first
+  (:meth:`kit.guest.buddy.BuddyAllocator.top_order_blocks`).
+* When QEMU applies them (``CostModel.hint_drain_chance``).  In QEMU 7.2 (and 10.0)
+  ``ram_save_iterate`` holds ``bitmap_mutex`` for a whole iteration (up to MAX_WAIT,
+  50 ms) and ``qemu_guest_free_page_hint`` needs it for every hint, so the iothread
+  applies hints only between two iterations (:meth:`FreePageHinting.take_between_iterations`).
+  The guest meanwhile fills the free page queue, which has ``QUEUE_SLOTS`` places.
+  Which thread gets the mutex there is a race the model does not play out: it
+  applies, at each gap, one hint plus ``hint_drain_chance`` of the rest of the queue
+  (the expected value; a real run drains all or nothing).
 * Watermarks as in Linux 4.20, approximately.  An order-10 allocation without
   reclaim may not take a zone below its min watermark plus ``lowmem_reserve``
   (see :func:`zone_watermarks`).  "Managed" pages are taken to be the present RAM
@@ -70,6 +79,11 @@ VIRTIO_BALLOON_CMD_ID_STOP = 0
 VIRTIO_BALLOON_CMD_ID_DONE = 1
 # hw/virtio/virtio-balloon.c: ids QEMU hands out for rounds
 VIRTIO_BALLOON_FREE_PAGE_HINT_CMD_ID_MIN = 0x80000000
+
+# hw/virtio/virtio-balloon.c gives the free page queue VIRTQUEUE_MAX_SIZE (1024) entries;
+# the Linux 6.1 driver adds a block only while more than one is free (get_free_page_and_send),
+# keeping one for its cmd id.  When the queue is full the guest waits for QEMU to take hints.
+QUEUE_SLOTS = 1023
 
 HINT_BLOCK_ORDER = MAX_ORDER - 1         # VIRTIO_BALLOON_HINT_BLOCK_ORDER: 10 on x86-64
 HINT_BLOCK_PAGES = 1 << HINT_BLOCK_ORDER  # 1024 pages = 4 MiB
@@ -138,11 +152,17 @@ class FreePageHinting:
     nothing is ever hinted.
     """
 
-    def __init__(self, guest: Guest, ns_per_block: float, supported: bool = True, start_s: float = 0.0):
+    def __init__(self, guest: Guest, ns_per_block: float, supported: bool = True, start_s: float = 0.0,
+                 drain_chance: float | None = None):
         if not ns_per_block > 0:
             raise KitError(f"hint_ns_per_block must be positive, got {ns_per_block!r}")
         if not start_s >= 0:
             raise KitError(f"hint_start_ms must not be negative, got {start_s * 1e3!r}")
+        if drain_chance is not None and not 0 <= drain_chance <= 1:
+            raise KitError(f"hint_drain_chance must be between 0 and 1 (or None), got {drain_chance!r}")
+        self.drain_chance = drain_chance
+        self._queued = 0                                 # this round's blocks the guest has queued
+        self._guest_t = 0.0                              # when the guest can queue its next block
         self.guest = guest
         self.ns_per_block = float(ns_per_block)
         self.start_s = float(start_s)
@@ -185,11 +205,10 @@ class FreePageHinting:
     # -- the guest: which blocks it can allocate ----------------------------------
     def _candidates(self) -> np.ndarray:
         """Fully free aligned 4 MiB blocks the guest can allocate now, in the order it would."""
-        free2d = self.guest.buddy.free.reshape(-1, HINT_BLOCK_PAGES)
+        zones = {z.name: z for z in self.guest.buddy.zones}
         picks = []
         for wm in reversed(self.watermarks):            # Normal, then DMA32, then DMA
-            a, b = wm.start_pfn // HINT_BLOCK_PAGES, wm.end_pfn // HINT_BLOCK_PAGES
-            blocks = a + np.flatnonzero(free2d[a:b].all(axis=1))
+            blocks = self.guest.buddy.top_order_blocks(zones[wm.name])
             # zone_watermark_ok(order 10, ALLOC_WMARK_MIN): the i-th allocation needs
             # free - i*1024 - 1023 > min + lowmem_reserve
             nfree = int(np.count_nonzero(self.guest.buddy.free[wm.start_pfn:wm.end_pfn]))
@@ -212,19 +231,28 @@ class FreePageHinting:
         # the guest reads the new id, then hints a block every step: the first after start_s
         self._times = now + self.start_s + step * np.arange(len(queue))
         self._head = 0
-        self.block_arrival[queue] = self._times
+        self._queued, self._guest_t = 0, now + self.start_s
+        if self.drain_chance is None:
+            self.block_arrival[queue] = self._times
         rnd = {"cmd_id": self.cmd_id, "start": now, "planned_blocks": int(len(queue)),
                "hinted_blocks": 0, "dropped_busy": 0, "dropped_at_stop": 0, "pages_cleared": 0,
                "guest_finishes": float(self._times[-1]) if len(queue) else now}
         self.rounds.append(rnd)
         return rnd
 
+    @property
+    def between_iterations(self) -> bool:
+        """Whether hints wait for a gap between two ``ram_save_iterate`` calls."""
+        return self.drain_chance is not None
+
     def take_arrived(self, t: float) -> np.ndarray:
-        """Blocks whose hints reach QEMU by time ``t``; the guest now holds them.
+        """Blocks whose hints QEMU applies by time ``t``; the guest now holds them.
 
         A block the running guest has partly allocated since the round started
         is dropped (simplification: the real guest would have taken another).
         """
+        if self.between_iterations:
+            return self.take_between_iterations(t)
         if not self.pending or self._times[self._head] > t:
             return np.zeros(0, np.int64)
         j = int(np.searchsorted(self._times, t, side="right"))
@@ -232,6 +260,39 @@ class FreePageHinting:
         self.last_arrival = float(self._times[j - 1])
         self._head = j
         self.block_arrival[blocks] = np.inf
+        return self._hold(blocks)
+
+    def take_between_iterations(self, t: float) -> np.ndarray:
+        """The iothread gets ``bitmap_mutex`` at time ``t``, between two iterations.
+
+        First the guest queues, at its pace, the blocks it has reached by ``t``, as long as
+        the queue has room (a guest with a full queue waits).  Then QEMU applies the hint
+        the iothread was holding, plus ``drain_chance`` of the others queued.
+        """
+        n = len(self._queue)
+        if not self.pending:
+            return np.zeros(0, np.int64)
+        step = self.ns_per_block * 1e-9
+        room = QUEUE_SLOTS - (self._queued - self._head)
+        full = room <= 0
+        if t >= self._guest_t and room > 0:
+            new = min(n - self._queued, room, int((t - self._guest_t) / step) + 1)
+            self._queued += new
+            self._guest_t += new * step
+            full = new == room and self._queued < n
+        waiting = self._queued - self._head
+        if waiting <= 0:
+            return np.zeros(0, np.int64)
+        k = 1 + int(round(self.drain_chance * (waiting - 1)))
+        blocks = self._queue[self._head:self._head + k]
+        self._head += k
+        if full:                                  # the guest resumes once QEMU freed places
+            self._guest_t = max(self._guest_t, t)
+        self.last_arrival = t
+        return self._hold(blocks)
+
+    def _hold(self, blocks) -> np.ndarray:
+        """The guest holds the hinted ``blocks`` that are still wholly free."""
         free2d = self.guest.buddy.free.reshape(-1, HINT_BLOCK_PAGES)
         ok = free2d[blocks].all(axis=1)
         rnd = self.rounds[-1]
@@ -248,6 +309,7 @@ class FreePageHinting:
             return None
         rest = self._queue[self._head:]
         self.block_arrival[rest] = np.inf
+        self._queued = 0
         rnd = self.rounds[-1]
         rnd["dropped_at_stop"] = int(len(rest))
         rnd["stop"] = now
@@ -265,6 +327,7 @@ class FreePageHinting:
         if free2d[self.held].any():
             raise KitError("a hinted block is free in the guest while the driver holds it")
         free2d[self.held] = True
+        self.guest.buddy._stamp_freed(np.flatnonzero(self.held) * HINT_BLOCK_PAGES)
         n = self.blocks_held
         self.blocks_freed += n
         self.held[:] = False

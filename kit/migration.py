@@ -519,7 +519,7 @@ class Migration:
     def _thread_turn(self):
         """One turn of migration_thread's loop: pending check, iterate or complete, bandwidth."""
         rec = None
-        self.strategy.catch_up(self, self.now)
+        self.strategy.between_iterations(self)
         if self.window_bytes < self._xfer_limit():
             pending = self.ram_save_pending()
             if pending and pending >= self.max_size:

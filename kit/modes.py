@@ -12,6 +12,7 @@ it runs.  It calls these hooks, and each mode fills the ones it needs:
   (QEMU 4.0's precopy notifiers);
 * ``catch_up(m, t)``, ``next_change()`` and ``limit_batch(...)``: bitmap changes that
   another thread makes while pages are sent (free page hinting's iothread);
+* ``between_iterations(m)``: the same, in the gap between two ``ram_save_iterate`` calls;
 * ``stats(m)``: what the mode adds to ``query-migrate``.
 
 Modes: ``original`` (QEMU 2.5), ``pv`` (the RFC's patches 3 and 4), ``hint``
@@ -64,6 +65,9 @@ class Mode:
 
     def catch_up(self, m, t):
         pass
+
+    def between_iterations(self, m):
+        self.catch_up(m, m.now)
 
     def limit_batch(self, m, take, idx, a, ra, pa, cum_t, used_t) -> int:
         return take
@@ -170,7 +174,8 @@ class Hinting(Mode):
     def __init__(self, m, guest_features=None):
         self.hinting = FreePageHinting(m.guest, m.cost.hint_ns_per_block,
                                        guest_has(VIRTIO_BALLOON_F_FREE_PAGE_HINT, guest_features),
-                                       start_s=m.cost.hint_start_ms * 1e-3)
+                                       start_s=m.cost.hint_start_ms * 1e-3,
+                                       drain_chance=m.cost.hint_drain_chance)
         if not self.hinting.supported:
             m._event("free-page-hint-unsupported")
 
@@ -201,14 +206,22 @@ class Hinting(Mode):
                 m._event("hint-done", blocks_freed=freed, pages_freed=freed * HINT_BLOCK_PAGES)
 
     def busy(self) -> bool:
-        return self.hinting.pending
+        return self.hinting.pending and not self.hinting.between_iterations
 
     def next_change(self) -> float:
-        return self.hinting.next_arrival()
+        return float("inf") if self.hinting.between_iterations else self.hinting.next_arrival()
 
     def catch_up(self, m, t):
+        if self.hinting.between_iterations:
+            return                      # bitmap_mutex is the migration thread's until the iteration ends
         if self.hinting.pending and self.hinting.next_arrival() <= t:
             m._apply_hints(t)
+
+    def between_iterations(self, m):
+        if self.hinting.between_iterations:
+            m._apply_hints(m.now)
+        else:
+            self.catch_up(m, m.now)
 
     def limit_batch(self, m, take, idx, a, ra, pa, cum_t, used_t) -> int:
         """Stop the batch before the first page a hint reaches before the scan does.

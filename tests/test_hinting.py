@@ -295,3 +295,93 @@ def test_report_without_the_feature_or_in_a_tiny_guest_reports_nothing():
     # a zone needs its low watermark plus 32 blocks of 2 MiB free before it reports
     g, m = make(ram="64M", workload="hog", mode="report")
     assert m.reporting.reported_pages == 0 and "DMA32" in m.reporting.zones_skipped
+
+
+# -- the order Linux 6.1 hands out 4 MiB blocks, and when QEMU 7.2 applies hints -------------
+
+def _block_free(g, b):
+    return bool(g.buddy.free[b * HINT_BLOCK_PAGES:(b + 1) * HINT_BLOCK_PAGES].all())
+
+
+def test_top_order_free_list_hands_out_the_block_freed_last_first():
+    g = Guest(pc_memory_map("512M"), "idle")
+    zone = g.buddy.zones[-1]
+    boot = [int(b) for b in g.buddy.top_order_blocks(zone)]
+    assert boot == sorted(boot) and len(boot) >= 6           # free since boot: lowest first
+    a, b, c = boot[1], boot[3], boot[4]
+    for blk in (a, b, c):                                    # a process takes three blocks ...
+        g.buddy.free[blk * HINT_BLOCK_PAGES:(blk + 1) * HINT_BLOCK_PAGES] = False
+    for blk in (b, a, c):                                    # ... and frees them: b, then a, then c
+        g.buddy.free_frames(slice(blk * HINT_BLOCK_PAGES, (blk + 1) * HINT_BLOCK_PAGES))
+    order = [int(x) for x in g.buddy.top_order_blocks(zone)]
+    rest = [x for x in boot if x not in (a, b, c)]
+    assert order == [c, a, b] + rest                         # head: the last freed; tail: boot order
+
+
+def test_a_block_freed_in_halves_counts_when_its_second_half_comes_back():
+    g = Guest(pc_memory_map("512M"), "idle")
+    zone = g.buddy.zones[-1]
+    x, y = [int(b) for b in g.buddy.top_order_blocks(zone)[:2]]
+    half = HINT_BLOCK_PAGES // 2
+    for blk in (x, y):
+        g.buddy.free[blk * HINT_BLOCK_PAGES:(blk + 1) * HINT_BLOCK_PAGES] = False
+    g.buddy.free_frames(slice(x * HINT_BLOCK_PAGES, x * HINT_BLOCK_PAGES + half))   # x half free
+    g.buddy.free_frames(slice(y * HINT_BLOCK_PAGES, (y + 1) * HINT_BLOCK_PAGES))    # y whole
+    assert x not in g.buddy.top_order_blocks(zone)
+    g.buddy.free_frames(slice(x * HINT_BLOCK_PAGES + half, (x + 1) * HINT_BLOCK_PAGES))
+    assert [int(b) for b in g.buddy.top_order_blocks(zone)[:2]] == [x, y]
+
+
+STEP_S = 1 / 1024                     # a binary fraction, so the times below add up exactly
+
+
+def _hinting(ram="1G", drain=0.5, step_s=STEP_S):
+    g = Guest(pc_memory_map(ram), "idle")
+    return g, FreePageHinting(g, step_s * 1e9, drain_chance=drain)
+
+
+def test_between_iterations_the_iothread_applies_one_hint_plus_a_share_of_the_queue():
+    g, h = _hinting(drain=0.5)
+    rnd = h.start(0.0)
+    n = rnd["planned_blocks"]
+    assert n > 120
+    # 50 steps in, the guest has queued 51 blocks (the first at 0); one hint plus half of
+    # the other 50 is applied: 26
+    first = h.take_between_iterations(50 * STEP_S)
+    assert len(first) == 26 and h.blocks_held == 26
+    # 50 steps later the guest has queued 50 more: 25 + 50 wait; 1 + round(0.5 * 74) = 38
+    second = h.take_between_iterations(100 * STEP_S)
+    assert len(second) == 38 and h.blocks_held == 64
+    assert all(not _block_free(g, b) for b in np.concatenate([first, second]))
+
+
+def test_between_iterations_without_a_drain_one_hint_per_gap_and_with_one_all_that_wait():
+    _, h = _hinting(drain=0.0)
+    h.start(0.0)
+    assert [len(h.take_between_iterations(k * 50 * STEP_S)) for k in (1, 2, 3)] == [1, 1, 1]
+    _, h = _hinting(drain=1.0)
+    h.start(0.0)
+    assert len(h.take_between_iterations(50 * STEP_S)) == 51
+
+
+def test_a_full_free_page_queue_holds_the_guest_back():
+    from kit.hinting import QUEUE_SLOTS
+    assert QUEUE_SLOTS == 1023                # 1024 entries; the driver keeps one for its cmd id
+    _, h = _hinting(ram="8G", drain=0.0, step_s=1e-6)      # a fast guest: 1 us a block
+    rnd = h.start(0.0)
+    assert rnd["planned_blocks"] > 1500
+    assert len(h.take_between_iterations(0.05)) == 1        # 50,000 steps, but 1023 places
+    assert h._queued == QUEUE_SLOTS
+    # one place freed at 0.05 s: the guest queues one more right away, and no more
+    h.take_between_iterations(0.10)
+    assert h._queued == QUEUE_SLOTS + 1
+
+
+def test_tcg_loopback_applies_hints_only_between_iterations():
+    from kit.scenario import Scenario, run
+    r = run(Scenario(ram=1024 * MiB, workload="hog", mode="hint", cost=get_preset("tcg-loopback"),
+                     track_pages=False))
+    boundaries = {e["t"] for e in r.timeline if e["kind"] in ("iterate", "sync", "hint-start")}
+    hints = [e for e in r.timeline if e["kind"] == "hints"]
+    assert hints and all(e["t"] in boundaries for e in hints)
+    assert get_preset("seed-2016").hint_drain_chance is None     # the 2016 testbed: as they arrive

@@ -112,22 +112,31 @@ def _trace_row(ram, hint, ends, begins, pops, status="ok"):
             "trace": {"bitmap-sync-end-ms": ends, "bitmap-sync-start-ms": begins, "hint-pops-ms": pops}}
 
 
-def test_hint_timing_reads_the_first_round_from_the_trace():
+def test_hint_timing_reads_the_gaps_between_iterations_from_the_trace():
     from kit.lab.model import hint_timing
+    burst = lambda t: [t + 0.01 * i for i in range(5)]
     rows = [
-        # round 1 from 100 ms (first sync's end) to 300 ms (the next sync's start): pops at
-        # 104, 105, 106 -> start 4 ms, 1 ms a block; the pop at 310 is after STOP
-        _trace_row("1G", True, [100.0, 320.0], [2.0, 300.0], [104.0, 105.0, 106.0, 310.0]),
-        # start 2 ms, 3 ms a block
-        _trace_row("1G", True, [50.0], [1.0], [52.0, 55.0, 58.0]),
+        # round 1 from 100 ms (the first sync's end) to 400 ms (the next sync's start).  Pops,
+        # after the start: 2 and 2.5 (the cmd id, then a hint that waits for the mutex),
+        # one at 52 and at 102, then 5 together at 152 (a drain); 410 is after STOP
+        _trace_row("1G", True, [100.0, 420.0], [2.0, 400.0],
+                   [102.0, 102.5, 152.0, 202.0] + burst(252.0) + [410.0]),
+        # round from 50 ms: the cmd id at 5, then a drain at 55
+        _trace_row("1G", True, [50.0], [1.0], [55.0] + burst(105.0)),
         _trace_row("1G", False, [50.0], [1.0], [60.0, 70.0]),            # hint off: not counted
         _trace_row("2G", True, [50.0], [1.0], [60.0, 70.0]),             # another size
         _trace_row("1G", True, [50.0], [1.0], [60.0, 70.0], status="failed"),
     ]
     t = hint_timing(rows, "1G")
     assert t["runs"] == 2
-    assert t["start-ms"] == pytest.approx(3.0) and t["ns-per-block"] == pytest.approx(2e6)
-    assert t["start-ms-range"] == pytest.approx((2.0, 4.0))
+    assert t["start-ms"] == pytest.approx(3.5) and t["start-ms-range"] == pytest.approx((2.0, 5.0))
+    # single pops 50 ms apart (2 -> 52 -> 102): the period between two gaps
+    assert t["period-ms"] == pytest.approx(50.0)
+    # gaps around 50, 100, 150 ms in the first run (one drain), around 50 ms in the second (a drain)
+    assert (t["gaps"], t["drains"]) == (4, 2) and t["drain-chance"] == pytest.approx(0.5)
+    # pace bounds: first run 152.04 ms for 8 hints after the cmd id (19.005 ms); second
+    # run 55.04 ms for 5 (11.008 ms): the tighter one
+    assert t["ns-per-block"] == pytest.approx(11.008e6)
     assert hint_timing(rows, "8G")["runs"] == 0
 
 
@@ -180,9 +189,10 @@ def test_the_trace_counts_the_hints():
         assert 0.9 * blocks <= pops <= 1.5 * blocks + 16, (r["file"], pops, blocks)
 
 
-def test_stored_tcg_loopback_hint_timing_is_the_traces_median():
+def test_stored_tcg_loopback_hint_timing_comes_from_the_traces():
     t = hint_timing(CURVE_ROWS, "1G")
     stored = get_preset("tcg-loopback")
     assert t["runs"] >= 6
     assert stored.hint_start_ms == float(f"{t['start-ms']:.3g}")
     assert stored.hint_ns_per_block == float(f"{t['ns-per-block']:.3g}")
+    assert stored.hint_drain_chance == float(f"{t['drain-chance']:.3g}")

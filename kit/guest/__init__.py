@@ -54,8 +54,13 @@ class Guest:
         memmap = min(ram_pages * w.memmap_bytes_per_page // 4096, budget)
         footprint = min(w.boot_footprint // 4096, budget)
         stale = min(w.boot_stale_free // 4096, budget)
-        for npages in (memmap, footprint):
-            mem.write(buddy.alloc_pages_bulk(npages))
+        # The kernel's mem_map comes from memblock before the buddy allocator exists, and on
+        # x86 memblock allocates top-down (Linux 6.1 mm/memblock.c: bottom_up is false unless
+        # movable_node is on), so it sits at the top of RAM.
+        top = np.flatnonzero(buddy.free)[len(np.flatnonzero(buddy.free)) - memmap:]
+        buddy.free[top] = False
+        mem.write(top)
+        mem.write(buddy.alloc_pages_bulk(footprint))
         boot_only = buddy.alloc_pages_bulk(stale)
         mem.write(boot_only)
         buddy.free_frames(boot_only)

@@ -9,9 +9,10 @@ maximal aligned free block.  :meth:`BuddyAllocator.free_area` derives them with
 
 Zones as on x86-64: DMA (first 16 MiB), DMA32 (up to 4 GiB), Normal (above).
 Model simplifications, each also noted where it happens: one migratetype (no
-MIGRATE_MOVABLE/UNMOVABLE split, no per-cpu page lists), and within one order the
-free list is taken in ascending frame order (Linux keeps it LIFO, optionally
-shuffled).
+MIGRATE_MOVABLE/UNMOVABLE split, no per-cpu page lists), and order-0 to order-9
+requests take their free list in ascending frame order (Linux keeps it LIFO,
+optionally shuffled).  The top order's list, which free page hinting takes from,
+keeps Linux's order (:meth:`BuddyAllocator.top_order_blocks`).
 """
 from __future__ import annotations
 
@@ -68,6 +69,10 @@ class BuddyAllocator:
         self.zones = tuple(Zone(name, a, b) for name, a, b in zip(ZONE_NAMES, cuts, cuts[1:]) if b > a)
         self.free = np.zeros(n, dtype=bool)
         self.cursor = 0           # where runtime allocations look next (see alloc_runtime)
+        # When each top-order (4 MiB) block last became wholly free at run time: 0 for a
+        # block free since boot, else a count that grows with every free (top_order_blocks).
+        self.freed_seq = np.zeros(n >> (MAX_ORDER - 1), dtype=np.int64)
+        self._seq = 0
 
     # -- views ------------------------------------------------------------------
     @property
@@ -129,6 +134,48 @@ class BuddyAllocator:
             if frames.size and self.free[frames].any():
                 raise KitError("double free: a frame is already free")
         self.free[frames] = True
+        self._stamp_freed(frames)
+
+    def _stamp_freed(self, frames):
+        """Stamp the top-order blocks that ``frames`` (just freed) made wholly free.
+
+        Simplification: the frames of one call are freed in ascending order, the way a
+        process that got them in that order gives them back when it exits."""
+        top = MAX_ORDER_NR_PAGES
+        nblk = len(self.freed_seq)
+        if isinstance(frames, slice):
+            lo, hi, _ = frames.indices(len(self.free))
+            touched = np.arange(lo // top, min(nblk, -(-hi // top)))
+        else:
+            frames = np.asarray(frames)
+            idx = np.flatnonzero(frames) if frames.dtype == bool else frames.ravel()
+            touched = np.unique(idx // top)
+            touched = touched[touched < nblk]
+        if not len(touched):
+            return
+        whole = self.free[: nblk * top].reshape(nblk, top)[touched].all(axis=1)
+        done = touched[whole]
+        self.freed_seq[done] = self._seq + 1 + np.arange(len(done))
+        self._seq += len(done)
+
+    def top_order_blocks(self, zone: Zone) -> np.ndarray:
+        """The free 4 MiB blocks of ``zone`` in the order its top-order free list hands
+        them out (block numbers: frame // 1024).
+
+        Linux frees a block of the top order to the head of its list (in
+        ``__free_one_page`` a merge at that order is never "likely", so it is not put at
+        the tail), so the block freed last comes first.  Blocks that have been free since
+        boot were put at the tail in ascending order (``__free_pages_core`` frees with
+        ``FPI_TO_TAIL`` since Linux 5.10, commit 7fef431be9c9, "mm/page_alloc: place pages
+        to tail in __free_pages_core()"), so they come after, lowest first."""
+        top = MAX_ORDER_NR_PAGES
+        a, b = -(-zone.start_pfn // top), zone.end_pfn // top
+        free2d = self.free[a * top: b * top].reshape(-1, top)
+        blocks = a + np.flatnonzero(free2d.all(axis=1))
+        seq = self.freed_seq[blocks]
+        recent = blocks[seq > 0]
+        recent = recent[np.argsort(-seq[seq > 0], kind="stable")]
+        return np.concatenate([recent, blocks[seq == 0]])
 
     def reserve_all_ram(self):
         """At boot every RAM frame starts free (memblock hands RAM to the buddy allocator)."""

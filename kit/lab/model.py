@@ -16,10 +16,12 @@ guest_sizes.hog_fraction            hog, hint off: pages sent in full
 CostModel.setup_ns_per_page         QEMU's own setup-time / pages (measured, not fitted)
 CostModel.cpu_ns_per_page           idle, hint off: total time
 CostModel.wire_bytes_per_s          hog, hint off: total time
-CostModel.hint_start_ms             QEMU's trace, hint on: first hint after the round's start
-CostModel.hint_ns_per_block         QEMU's trace, hint on: time between hints (measured, not
-                                    fitted; rows recorded before the trace: hog, hint on, pages
-                                    sent in full)
+CostModel.hint_start_ms             QEMU's trace, hint on: first pop after the round's start
+CostModel.hint_ns_per_block         QEMU's trace, hint on: the guest's pace, an upper bound
+                                    (measured, not fitted; rows recorded before the trace: hog,
+                                    hint on, pages sent in full)
+CostModel.hint_drain_chance         QEMU's trace, hint on: share of the gaps between iterations
+                                    where the iothread drained the free page queue
 ==================================  =============================================
 
 Everything else is a prediction: the times and bytes of hint on, every other
@@ -132,38 +134,98 @@ def _log_bisect(f, lo, hi, target, steps=24):
     return (lo * hi) ** 0.5
 
 
-def hint_timing(rows, ram=None, workloads=("idle", "hog")) -> dict:
-    """How fast the guest's hints reach QEMU, from the source's trace (rows of kit-lab-run/2).
+def _round_pops(row):
+    """(pops of the first hinting round in ms after it started, its length in ms), or None.
 
     A round starts when the first ``migration_bitmap_sync`` ends (its AFTER_BITMAP_SYNC
-    notifier writes the cmd id) and stops when the next one starts.  Each pop of the free
-    page queue in between is one hint that QEMU's iothread takes and clears in the bitmap.
-    Per run: ``start`` = first pop minus the round's start, ``per block`` = (last pop - first
-    pop) / (pops - 1).  Returns the medians over the ok hint-on rows of ``workloads`` (at
-    ``ram``, if given)."""
-    starts, gaps = [], []
+    notifier writes the cmd id) and stops when the next one starts."""
+    tr = row.get("trace") or {}
+    ends, begins = tr.get("bitmap-sync-end-ms", []), tr.get("bitmap-sync-start-ms", [])
+    if not ends:
+        return None
+    r0, r1 = ends[0], begins[1] if len(begins) > 1 else float("inf")
+    return [t - r0 for t in tr.get("hint-pops-ms", []) if r0 <= t < r1], r1 - r0
+
+
+def _gaps(pops, period):
+    """How many pops each gap between two ``ram_save_iterate`` calls saw: gap k is the
+    window of half a period either side of ``k * period`` after the round's start."""
+    counts = []
+    k = 1
+    while (k - 0.5) * period <= pops[-1]:
+        counts.append(sum(1 for t in pops if abs(t - k * period) < period / 2))
+        k += 1
+    return counts
+
+
+def hint_timing(rows, ram=None, workloads=("idle", "hog")) -> dict:
+    """When the guest's hints reach QEMU and when QEMU applies them, from the source's trace
+    (rows of kit-lab-run/2; ``ram``: only that size).
+
+    Each pop of the free page queue is one element QEMU's iothread takes (the first is the
+    guest's cmd id).  In QEMU 7.2 the iothread needs ``bitmap_mutex`` for each hint, which
+    ``ram_save_iterate`` holds for up to 50 ms, so the pops come in groups, one group per
+    gap between two iterations: one pop when the iothread got the mutex for one hint, a
+    burst when it kept it and drained the queue.  Returned medians and counts:
+
+    * ``start-ms``: the first pop after the round starts;
+    * ``period-ms``: the time between two gaps (the spacing of single pops, 40-60 ms);
+    * ``drain-chance``: of the gaps while hints were waiting, the share with a burst
+      (more than three pops);
+    * ``ns-per-block``: the guest's pace, at most: each run bounds it by the fewest ms
+      per block any gap shows (pops so far over the time since the round started); the
+      tightest bound over the runs.
+    """
+    starts, singles, paces, runs = [], [], [], 0
     for r in rows:
         c = r.get("config", {})
         if r.get("status") != "ok" or not c.get("free_page_hint") or "trace" not in r:
             continue
         if (ram is not None and c.get("ram") != ram) or c.get("workload") not in workloads:
             continue
-        tr = r["trace"]
-        ends, begins = tr.get("bitmap-sync-end-ms", []), tr.get("bitmap-sync-start-ms", [])
-        if not ends:
+        got = _round_pops(r)
+        if not got or len(got[0]) < 2:
             continue
-        r0, r1 = ends[0], begins[1] if len(begins) > 1 else float("inf")
-        pops = [t for t in tr.get("hint-pops-ms", []) if r0 <= t < r1]
-        if len(pops) < 2:
+        pops = got[0]
+        runs += 1
+        starts.append(pops[0])
+        groups = [[pops[0]]]
+        for a, b in zip(pops, pops[1:]):
+            if b - a > 1.0:
+                groups.append([b])
+            else:
+                groups[-1].append(b)
+        heads = [g[0] for g in groups if len(g) <= 2]
+        singles += [b - a for a, b in zip(heads, heads[1:]) if 40 <= b - a <= 60]
+        done = 0
+        best = float("inf")
+        for g in groups:
+            done += len(g)
+            if done > 2:
+                best = min(best, g[-1] / (done - 1))
+        if best < float("inf"):
+            paces.append(best)
+    if not runs:
+        return {"runs": 0, "start-ms": None, "ns-per-block": None, "drain-chance": None}
+    period = statistics.median(singles) if singles else 50.0
+    gaps = drains = 0
+    for r in rows:
+        c = r.get("config", {})
+        if r.get("status") != "ok" or not c.get("free_page_hint") or "trace" not in r:
             continue
-        starts.append(pops[0] - r0)
-        gaps.append((pops[-1] - pops[0]) / (len(pops) - 1))
-    if not starts:
-        return {"runs": 0, "start-ms": None, "ns-per-block": None}
-    return {"runs": len(starts), "start-ms": statistics.median(starts),
-            "ns-per-block": statistics.median(gaps) * 1e6,
+        if (ram is not None and c.get("ram") != ram) or c.get("workload") not in workloads:
+            continue
+        got = _round_pops(r)
+        if not got or len(got[0]) < 2:
+            continue
+        counts = _gaps(got[0], period)
+        gaps += len(counts)
+        drains += sum(1 for n in counts if n > 3)
+    return {"runs": runs, "start-ms": statistics.median(starts),
+            "ns-per-block": min(paces) * 1e6, "period-ms": period,
+            "drain-chance": drains / gaps if gaps else None, "gaps": gaps, "drains": drains,
             "start-ms-range": (min(starts), max(starts)),
-            "ns-per-block-range": (min(gaps) * 1e6, max(gaps) * 1e6)}
+            "ns-per-block-range": (min(paces) * 1e6, max(paces) * 1e6)}
 
 
 def fit_tcg_loopback(rows, ram="1G", start="tcg-loopback", rounds=2):
@@ -218,11 +280,12 @@ def fit_tcg_loopback(rows, ram="1G", start="tcg-loopback", rounds=2):
         if timing["runs"]:
             # measured: when the hints reached QEMU, from its trace
             cost = cost.with_(hint_start_ms=float(f"{timing['start-ms']:.3g}"),
-                              hint_ns_per_block=float(f"{timing['ns-per-block']:.3g}"))
+                              hint_ns_per_block=float(f"{timing['ns-per-block']:.3g}"),
+                              hint_drain_chance=float(f"{timing['drain-chance']:.3g}"))
         else:
             # rows without a trace: pages sent in full with hints rise with the time a hint
             # takes, and stay flat while every hint beats the migration thread to its block
-            cost = cost.with_(hint_start_ms=0.0)
+            cost = cost.with_(hint_start_ms=0.0, hint_drain_chance=None)
             hint = _log_bisect(lambda x: run("hog", True, cm=cost.with_(hint_ns_per_block=x))["normal-pages"],
                                100.0, 1e8, c["hog", True]["normal-pages"])
             cost = cost.with_(hint_ns_per_block=float(f"{hint:.3g}"))

@@ -579,10 +579,10 @@ def hint_timing_text(t) -> str:
     if not t["runs"]:
         return "no hint-on runs with a trace"
     a, b = t["start-ms-range"]
-    c, d = (x / 1e6 for x in t["ns-per-block-range"])
-    return (f"{t['runs']} runs: the first hint {t['start-ms']:.2f} ms after the round starts "
-            f"(runs {a:.2f} to {b:.2f}), then one every {t['ns-per-block'] / 1e6:.3f} ms "
-            f"(runs {c:.3f} to {d:.3f})")
+    return (f"{t['runs']} runs: the first pop {t['start-ms']:.2f} ms after the round starts (runs "
+            f"{a:.2f} to {b:.2f}); a gap between iterations every {t['period-ms']:.1f} ms; the iothread "
+            f"drained the queue at {t['drains']} of {t['gaps']} gaps ({100 * t['drain-chance']:.0f} %); "
+            f"the guest hints a block in at most {t['ns-per-block'] / 1e6:.3f} ms")
 
 
 def prediction_errors_text(errors) -> str:

@@ -14,10 +14,11 @@ t = time.perf_counter()
 cost = fit_tcg_loopback(rows)
 print(f"{len(rows)} rows; fit took {time.perf_counter() - t:.1f} s")
 for name in ("wire_bytes_per_s", "cpu_ns_per_page", "setup_ms", "setup_ns_per_page", "hint_start_ms",
-             "hint_ns_per_block"):
+             "hint_ns_per_block", "hint_drain_chance",
+             "hint_drain_chance_busy"):
     print(f"CostModel.{name} = {getattr(cost, name)!r}")
 for k, v in cost.guest_sizes.items():
-    print(f"guest_sizes[{k!r}] = {v if k == 'hog_fraction' else f'{v // 4096} * 4096'}")
+    print(f"guest_sizes[{k!r}] = {v if k in ('hog_fraction', 'hog_unmerged_blocks') else f'{v // 4096} * 4096'}")
 print()
 print(f"{'RAM':>4} {'workload':8} {'hint':4} {'role':9} {'n':>2} | {'time lab':>8} {'model':>6} {'diff':>6} | "
       f"{'KB lab':>8} {'model':>8} {'diff':>6}")

@@ -153,14 +153,17 @@ class FreePageHinting:
     """
 
     def __init__(self, guest: Guest, ns_per_block: float, supported: bool = True, start_s: float = 0.0,
-                 drain_chance: float | None = None):
+                 drain_chance: float | None = None, drain_chance_busy: float | None = None):
         if not ns_per_block > 0:
             raise KitError(f"hint_ns_per_block must be positive, got {ns_per_block!r}")
         if not start_s >= 0:
             raise KitError(f"hint_start_ms must not be negative, got {start_s * 1e3!r}")
         if drain_chance is not None and not 0 <= drain_chance <= 1:
             raise KitError(f"hint_drain_chance must be between 0 and 1 (or None), got {drain_chance!r}")
+        if drain_chance_busy is not None and not 0 <= drain_chance_busy <= 1:
+            raise KitError(f"hint_drain_chance_busy must be between 0 and 1 (or None), got {drain_chance_busy!r}")
         self.drain_chance = drain_chance
+        self.drain_chance_busy = drain_chance if drain_chance_busy is None else drain_chance_busy
         self._queued = 0                                 # this round's blocks the guest has queued
         self._guest_t = 0.0                              # when the guest can queue its next block
         self.guest = guest
@@ -267,7 +270,9 @@ class FreePageHinting:
 
         First the guest queues, at its pace, the blocks it has reached by ``t``, as long as
         the queue has room (a guest with a full queue waits).  Then QEMU applies the hint
-        the iothread was holding, plus ``drain_chance`` of the others queued.
+        the iothread was holding, plus ``drain_chance`` of the others queued, or
+        ``drain_chance_busy`` while the guest's vCPU is busy: it has blocks left to hint,
+        or its workload runs during migration.
         """
         n = len(self._queue)
         if not self.pending:
@@ -283,7 +288,8 @@ class FreePageHinting:
         waiting = self._queued - self._head
         if waiting <= 0:
             return np.zeros(0, np.int64)
-        k = 1 + int(round(self.drain_chance * (waiting - 1)))
+        busy = self._queued < n or self.guest.workload.runs_during_migration
+        k = 1 + int(round((self.drain_chance_busy if busy else self.drain_chance) * (waiting - 1)))
         blocks = self._queue[self._head:self._head + k]
         self._head += k
         if full:                                  # the guest resumes once QEMU freed places

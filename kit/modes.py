@@ -175,7 +175,8 @@ class Hinting(Mode):
         self.hinting = FreePageHinting(m.guest, m.cost.hint_ns_per_block,
                                        guest_has(VIRTIO_BALLOON_F_FREE_PAGE_HINT, guest_features),
                                        start_s=m.cost.hint_start_ms * 1e-3,
-                                       drain_chance=m.cost.hint_drain_chance)
+                                       drain_chance=m.cost.hint_drain_chance,
+                                       drain_chance_busy=m.cost.hint_drain_chance_busy)
         if not self.hinting.supported:
             m._event("free-page-hint-unsupported")
 

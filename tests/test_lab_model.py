@@ -44,7 +44,7 @@ def test_stored_tcg_loopback_is_the_fit_of_the_curves():
     fitted = fit_tcg_loopback(load_rows(CURVES))
     stored = get_preset("tcg-loopback")
     for name in ("wire_bytes_per_s", "cpu_ns_per_page", "setup_ms", "setup_ns_per_page", "hint_start_ms",
-                 "hint_ns_per_block"):
+                 "hint_ns_per_block", "hint_drain_chance", "hint_drain_chance_busy"):
         assert getattr(fitted, name) == pytest.approx(getattr(stored, name), rel=1e-6), name
     assert fitted.guest_sizes == stored.guest_sizes
 
@@ -54,6 +54,7 @@ def test_the_older_matrix_still_fits_with_its_own_hint_cost():
     with no start latency; its other figures stay close to the curves' fit (same QEMU, guest)."""
     fitted = fit_tcg_loopback(ROWS)
     assert fitted.hint_start_ms == 0.0 and fitted.hint_ns_per_block > 1e5
+    assert fitted.hint_drain_chance is None and fitted.guest_sizes["hog_unmerged_blocks"] == 0
     assert fitted.setup_ns_per_page == pytest.approx(get_preset("tcg-loopback").setup_ns_per_page, rel=0.1)
 
 

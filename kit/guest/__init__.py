@@ -8,7 +8,7 @@ import numpy as np
 
 from ..memmap import PCMemoryMap, shift_pfn_bitmap
 from .buddy import ZONE_NAMES, BuddyAllocator, OutOfMemory
-from .memory import MAX_ORDER, DirtyLog, GuestMemory
+from .memory import MAX_ORDER, MAX_ORDER_NR_PAGES, DirtyLog, GuestMemory
 from .workloads import WORKLOADS, Workload, get_workload, register_workload
 
 __all__ = ["Guest", "GuestMemory", "DirtyLog", "BuddyAllocator", "OutOfMemory", "Workload",
@@ -71,6 +71,16 @@ class Guest:
             hog = buddy.alloc_pages_bulk(int(buddy.nr_free_pages * w.hog_fraction))
             mem.write(hog)
             buddy.free_frames(hog)          # the process exits: its pages go back, content stays
+            if w.hog_unmerged_blocks:
+                # Some 4 MiB blocks the hog used do not come back whole: the kernel keeps a
+                # page in each (simplification: the lowest page of blocks picked at random).
+                top = MAX_ORDER_NR_PAGES
+                nblk = len(buddy.free) // top
+                whole = buddy.free[: nblk * top].reshape(nblk, top).all(axis=1)
+                had_hog = hog[: nblk * top].reshape(nblk, top).any(axis=1)
+                cand = np.flatnonzero(whole & had_hog)
+                pick = self.rng.choice(cand, size=min(w.hog_unmerged_blocks, len(cand)), replace=False)
+                buddy.free[pick * top] = False
         if w.page_cache:
             # After a long uptime the page cache sits anywhere in RAM, not in the low frames a
             # fresh boot hands out: pick its frames at random among the free ones (seeded).

@@ -30,6 +30,7 @@ class Workload:
     memmap_bytes_per_page: int = 64       # sizeof(struct page): the kernel's mem_map, 1/64 of RAM
     # before migration
     hog_fraction: float = 0.0             # share of free memory a process wrote and released before migration
+    hog_unmerged_blocks: int = 0          # 4 MiB blocks of the hog's that its exit leaves not wholly free
     working_set: int = 0                  # bytes a running program holds (allocated and written)
     page_cache: int = 0                   # bytes of clean page cache, scattered over free memory (uptime)
     # during migration
@@ -41,6 +42,8 @@ class Workload:
         for field in ("boot_footprint", "boot_stale_free", "working_set", "page_cache"):
             if getattr(self, field) < 0:
                 raise UnknownNameError(f"workload {self.name!r}: {field} must not be negative")
+        if self.hog_unmerged_blocks < 0:
+            raise UnknownNameError(f"workload {self.name!r}: hog_unmerged_blocks must not be negative")
         if not 0.0 <= self.hog_fraction <= 1.0:
             raise UnknownNameError(f"workload {self.name!r}: hog_fraction must be between 0 and 1")
         if self.dirty_rate < 0 or self.churn_rate < 0:

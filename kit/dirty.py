@@ -67,6 +67,18 @@ class DirtyMemory:
         lo, hi = start // CHUNK_PAGES, -(-(start + n) // CHUNK_PAGES)
         self.chunk_dirty[lo:hi] = True
 
+    def and_not_packed(self, start: int, packed: np.ndarray, n: int) -> None:
+        """Clear pages [start, start + n) whose bit is set in a packed bitmap of the same layout,
+        keeping the others as they are (``dirty &= ~free``, the "AND" candidate of notebook 06).
+        ``start`` must be a multiple of 8."""
+        if start % 8:
+            raise ValueError("DirtyMemory.and_not_packed: start must be a multiple of 8 pages")
+        b0, nb = start >> 3, -(-n // 8)
+        src = packed[:nb].copy()
+        if n % 8:
+            src[-1] &= (1 << (n % 8)) - 1          # pages past n keep their bits
+        np.bitwise_and(self.bits[b0:b0 + nb], np.invert(src), out=self.bits[b0:b0 + nb])
+
     def fold_into(self, bmap: np.ndarray) -> int:
         """Move every set bit into ``bmap`` (bool per page) and clear it; returns how many
         pages were newly set in ``bmap`` (``migration_bitmap_sync_range``)."""

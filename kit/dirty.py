@@ -4,8 +4,10 @@ QEMU 2.5 keeps two bitmaps over ram_addr space:
 
 * ``dirty_memory[DIRTY_MEMORY_MIGRATION]`` (this class): set for every page when a
   RAMBlock is allocated, by a write that QEMU itself makes to guest RAM (an emulated
-  device's DMA goes through ``cpu_physical_memory_set_dirty_range``), and by each
-  fetch of KVM's dirty log during a sync;
+  device's DMA goes through ``cpu_physical_memory_set_dirty_range``, at the write,
+  while global dirty logging is on), and by each fetch of KVM's and vhost's logs
+  during a sync.  The RFC's filter overwrites it, so a device write made between the
+  guest's snapshot and the filter is erased there (:mod:`kit.dma` has the steps);
 * the migration bitmap (``migration_bitmap``, :attr:`kit.migration.Migration.bmap`):
   the pages still to send.
 

@@ -30,6 +30,11 @@ Modes (:data:`MODES`):
   in its steady state.  The guest's free blocks of 2 MiB or more have been
   discarded by the host and read zero.  Migration is the original algorithm.
   See :mod:`kit.reporting`.
+
+Writers: the guest's vCPUs write through KVM's dirty log (fetched at each sync).  With
+``dma_mib_s`` a device also writes (a disk read into fresh page cache): an emulated
+device's writes reach ``dirty_memory`` at once, vhost's reach it at a sync.  In mode
+"pv" the filter erases the former when they fall in the wait (:mod:`kit.dma`).
 """
 from __future__ import annotations
 

@@ -42,6 +42,17 @@ def _max_below_4g(text):
     return _parse_below_4g(text, "--max-ram-below-4g")
 
 
+def _rate(text, what):
+    """A rate in MiB/s: a number >= 0 (errors name the option)."""
+    try:
+        value = float(str(text).replace("_", ""))
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise KitError(f"{what}: expected a number of MiB/s >= 0, e.g. 64, got {text!r}")
+    return value
+
+
 def _seed(text):
     try:
         value = int(text)
@@ -106,6 +117,14 @@ def build_parser():
     p.add_argument("--verify", action="store_true", help="check every page at the destination")
     p.add_argument("--inject", default=None, help="a deliberate fault, e.g. free-pages-before-dirty-log")
     p.add_argument("--seed", type=_seed, default=0, help="random seed of the workload (>= 0)")
+    p.add_argument("--dma-mib-s", default="0", metavar="RATE",
+                   help="a disk read in the guest: MiB/s of fresh page-cache pages a device fills by "
+                        "DMA while it migrates (default 0)")
+    p.add_argument("--dma-writer", default="emulated",
+                   help="who does those writes: emulated (a device QEMU emulates, default) or vhost")
+    p.add_argument("--rfc-filter", default="overwrite",
+                   help="mode pv: overwrite (the RFC, default), and, hold-bql or migration-bitmap "
+                        "(candidate repairs; see notebook 06)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("reproduce", help="the seed's table: model next to the published numbers")
@@ -180,7 +199,8 @@ def cmd_migrate(a):
     ram = _size(a.ram)
     s = Scenario(ram=ram, workload=a.workload, mode=a.mode, machine=a.machine,
                  max_ram_below_4g=_max_below_4g(a.max_ram_below_4g), cost=a.preset, seed=a.seed,
-                 inject=a.inject, verify=a.verify)
+                 inject=a.inject, verify=a.verify, dma_mib_s=_rate(a.dma_mib_s, "--dma-mib-s"),
+                 dma_writer=a.dma_writer, rfc_filter=a.rfc_filter)
     from .memmap import pc_memory_map
     pc_memory_map(s.ram, s.machine, s.max_ram_below_4g)   # layout errors before the memory check
     _check_fits(ram, a.ram)
@@ -223,8 +243,15 @@ def cmd_migrate(a):
                      f"(read as zero)")
     if "stall" in st:
         lines.append(f"stalled: {st['stall']}")
+    if "device-writes" in st:
+        dw = st["device-writes"]
+        lines.append(f"device writes ({dw['writer']}): {dw['pages']} pages filled by DMA "
+                     f"at {dw['mib-per-s']:g} MiB/s")
     if "verify" in st:
         lines.append(f"verify: {st['verify']['lost-pages']} lost pages")
+        if "lost-device-written-pages" in st["verify"]:
+            lines.append(f"verify: {st['verify']['lost-device-written-pages']} of them written by a "
+                         f"device ({st['device-writes']['writer']}) and never resent")
     return "\n".join(lines), problem
 
 

@@ -4,8 +4,10 @@ QEMU 2.5 keeps two bitmaps over ram_addr space:
 
 * ``dirty_memory[DIRTY_MEMORY_MIGRATION]`` (this class): set for every page when a
   RAMBlock is allocated, by a write that QEMU itself makes to guest RAM (an emulated
-  device's DMA goes through ``cpu_physical_memory_set_dirty_range``), and by each
-  fetch of KVM's dirty log during a sync;
+  device's DMA goes through ``cpu_physical_memory_set_dirty_range``, at the write,
+  while global dirty logging is on), and by each fetch of KVM's and vhost's logs
+  during a sync.  The RFC's filter overwrites it, so a device write made between the
+  guest's snapshot and the filter is erased there (:mod:`kit.dma` has the steps);
 * the migration bitmap (``migration_bitmap``, :attr:`kit.migration.Migration.bmap`):
   the pages still to send.
 
@@ -66,6 +68,18 @@ class DirtyMemory:
             self.bits[b0 + whole] = keep | (~int(packed[whole]) & mask)
         lo, hi = start // CHUNK_PAGES, -(-(start + n) // CHUNK_PAGES)
         self.chunk_dirty[lo:hi] = True
+
+    def and_not_packed(self, start: int, packed: np.ndarray, n: int) -> None:
+        """Clear pages [start, start + n) whose bit is set in a packed bitmap of the same layout,
+        keeping the others as they are (``dirty &= ~free``, the "AND" candidate of notebook 06).
+        ``start`` must be a multiple of 8."""
+        if start % 8:
+            raise ValueError("DirtyMemory.and_not_packed: start must be a multiple of 8 pages")
+        b0, nb = start >> 3, -(-n // 8)
+        src = packed[:nb].copy()
+        if n % 8:
+            src[-1] &= (1 << (n % 8)) - 1          # pages past n keep their bits
+        np.bitwise_and(self.bits[b0:b0 + nb], np.invert(src), out=self.bits[b0:b0 + nb])
 
     def fold_into(self, bmap: np.ndarray) -> int:
         """Move every set bit into ``bmap`` (bool per page) and clear it; returns how many

@@ -32,3 +32,7 @@ class ProtocolError(KitError):
 
 class VirtQueueFull(ProtocolError):
     """The guest tried to add a buffer to a virtqueue that has no free entries."""
+
+
+class RateError(KitError):
+    """A rate (MiB/s, pages/s) that is negative, infinite or not a number."""

@@ -30,6 +30,11 @@ Modes (:data:`MODES`):
   in its steady state.  The guest's free blocks of 2 MiB or more have been
   discarded by the host and read zero.  Migration is the original algorithm.
   See :mod:`kit.reporting`.
+
+Writers: the guest's vCPUs write through KVM's dirty log (fetched at each sync).  With
+``dma_mib_s`` a device also writes (a disk read into fresh page cache): an emulated
+device's writes reach ``dirty_memory`` at once, vhost's reach it at a sync.  In mode
+"pv" the filter erases the former when they fall in the wait (:mod:`kit.dma`).
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ import numpy as np
 
 from . import balloon as _balloon
 from .costmodel import CostModel, get_preset
-from .errors import KitError, UnknownNameError
+from .errors import KitError, RateError, UnknownNameError
 from .guest import Guest
 from .guest.balloon_driver import VirtioBalloonDriver
 from .hinting import HINT_BLOCK_PAGES
@@ -47,7 +52,7 @@ from .clock import SendClock
 from .dirty import DirtyMemory
 from .modes import MODE_CLASSES
 from .memmap import pfn_to_ram_page
-from .scenario import INJECTIONS, MODES   # the one list of each, kept with Scenario
+from .scenario import DMA_WRITERS, INJECTIONS, MODES, RFC_FILTERS   # the one list of each, kept with Scenario
 from .units import MiB, TARGET_PAGE_SIZE
 
 RAM_SAVE_FLAG_COMPRESS = 0x02       # a zero page ("compress" = one repeated byte)
@@ -108,20 +113,27 @@ class Migration:
     is the RFC's feature in mode "pv" and free page hinting in mode "hint", bit 5 is
     free page reporting),
     ``free_page_wait_timeout_s`` (None waits for the guest forever, as the RFC does;
-    a number gives up after that long and sends every page).
+    a number gives up after that long and sends every page),
+    ``dma_mib_s`` (a disk read in the guest: MiB/s of fresh page-cache pages that a device
+    fills by DMA while the guest runs), ``dma_writer`` (who writes them: "emulated", a device
+    QEMU emulates, whose writes reach ``dirty_memory`` at once; or "vhost", whose writes go
+    to vhost's log, synced like KVM's), ``rfc_filter`` (mode "pv" only: how the filter applies
+    the guest's bitmap; "overwrite" as the RFC, or a candidate repair, see :mod:`kit.dma`).
     """
 
     def __init__(self, guest: Guest, mode: str = "original", preset="seed-2016", *,
                  verify: bool = False, inject: str | None = None, vga_vram: int = 16 * MiB,
                  track_pages: bool = True, max_time_s: float = 3600.0, lie_fraction: float = 0.01,
                  guest_features=None, free_page_wait_timeout_s: float | None = None,
-                 seed: int = 0, owns_guest: bool = False, scenario=None):
+                 seed: int = 0, owns_guest: bool = False, scenario=None, dma_mib_s: float = 0.0,
+                 dma_writer: str = "emulated", rfc_filter: str = "overwrite"):
         if mode not in MODES:
             raise UnknownNameError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if inject is not None and inject not in INJECTIONS:
             raise UnknownNameError(f"unknown injection {inject!r}; choose one of {', '.join(INJECTIONS)}")
         if vga_vram < 0 or vga_vram % TARGET_PAGE_SIZE:
             raise KitError("vga_vram must be a non-negative whole number of 4 KiB pages")
+        check_device_writes(dma_mib_s, dma_writer, rfc_filter, mode)
         if not owns_guest:
             # a run never changes its inputs: migrate a copy (kit.scenario.build hands over a
             # guest made for this migration alone, and says so with owns_guest=True)
@@ -133,6 +145,9 @@ class Migration:
         self.max_time_s = max_time_s
         self.free_page_wait_timeout_s = free_page_wait_timeout_s     # None: wait forever, as the RFC
         self.rng = np.random.default_rng(seed)
+        self.dma_writer, self.rfc_filter = dma_writer, rfc_filter
+        self.dma_mib_s = float(dma_mib_s)
+        guest.dma_rate = self.dma_mib_s * MiB / TARGET_PAGE_SIZE      # pages per second
 
         ram_pages = self.mm.ram_pages
         self.blocks = [RAMBlock("pc.ram", 0, ram_pages, True)]
@@ -244,6 +259,9 @@ class Migration:
         backed = self.strategy.backed_pages(self)
         self._spend(self.cost.dirty_log_start_s(backed), "dirty-log-start")
         self.guest.memory.dirty_log.start()
+        # global dirty logging: emulated devices' writes now set DIRTY_MEMORY_MIGRATION
+        # (memory_region_get_dirty_log_mask), and vhost starts its log (log_global_start)
+        self.guest.memory.device_log.start()
         return self._event("dirty-log-start", backed_pages=backed)
 
     def _wait_free_pages(self):
@@ -295,12 +313,34 @@ class Migration:
         self.strategy.after_sync(self)
         return new
 
+    def emulated_writes_to_dirty_memory(self) -> np.ndarray:
+        """Put the emulated devices' writes so far into ``dirty_memory``; returns their ram pages.
+
+        QEMU sets the bit at the write itself (``invalidate_and_set_dirty``).  The model keeps
+        the writes in the guest's device log and moves them here before anything reads or
+        changes ``dirty_memory`` (the filter, a sync), which comes to the same.  With
+        ``dma_writer="vhost"`` nothing moves: vhost's log is read only at a sync."""
+        if self.dma_writer != "emulated":
+            return np.zeros(0, np.int64)
+        return self._take_device_log()
+
+    def _take_device_log(self) -> np.ndarray:
+        frames = self.guest.memory.device_log.fetch_and_clear()
+        pages = pfn_to_ram_page(self.mm, frames) if len(frames) else frames
+        self.dirty_memory.set_pages(pages)
+        return pages
+
     def _bitmap_sync(self) -> int:
         self._spend(self.cost.sync_s(self.total_pages), "bitmap-sync")
-        # KVM's log goes into dirty_memory, then dirty_memory moves into the migration bitmap
+        # address_space_sync_dirty_bitmap: every listener's log_sync puts its log into
+        # dirty_memory (KVM's kvm_log_sync, and vhost's vhost_log_sync); emulated devices'
+        # writes are in dirty_memory already.  Then dirty_memory moves into the migration bitmap.
         frames = self.guest.memory.dirty_log.fetch_and_clear()
         pages = pfn_to_ram_page(self.mm, frames) if len(frames) else frames
         self.dirty_memory.set_pages(pages)
+        dev = self._take_device_log()
+        if len(dev):
+            pages = np.concatenate([pages, dev])
         new = self.dirty_memory.fold_into(self.bmap)
         self.migration_dirty_pages += new
         self.stats.dirty_sync_count += 1
@@ -622,6 +662,10 @@ class Migration:
         lost = used & (self.dest_version[:n] != src)
         lost_pages = np.flatnonzero(lost)
         out = {"lost-pages": int(len(lost_pages)), "first-lost-ram-pages": lost_pages[:16].tolist()}
+        if self.dma_mib_s:
+            # the pages a device wrote: the page cache's, which no vCPU writes again
+            dev = mem.device_written if mem.device_written is not None else np.zeros(mem.nframes, bool)
+            out["lost-device-written-pages"] = int(np.count_nonzero(lost & mem.to_ram_order(dev)))
         if self.guest.lie_frames is not None:
             lied = mem.to_ram_order(self.guest.lie_frames)
             out["lied-pages"] = int(np.count_nonzero(lied))
@@ -661,6 +705,9 @@ class Migration:
             "breakdown-ms": {k: round(v * 1000, 3) for k, v in self.breakdown.items()},
         }
         d.update(self.strategy.stats(self))
+        if self.dma_mib_s:
+            d["device-writes"] = {"writer": self.dma_writer, "mib-per-s": self.dma_mib_s,
+                                  "pages": int(sum(len(f) for _, f in self.guest.dma_history))}
         if self.stall:
             d["stall"] = self.stall
         if self.verify_result is not None:
@@ -669,6 +716,20 @@ class Migration:
 
     def result(self) -> "MigrationResult":
         return MigrationResult(self.query_migrate(), list(self.timeline))
+
+
+def check_device_writes(dma_mib_s, dma_writer, rfc_filter, mode) -> None:
+    """Raise a specific error for a device-write rate, writer or RFC filter that cannot be."""
+    if isinstance(dma_mib_s, bool) or not isinstance(dma_mib_s, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(dma_mib_s) or dma_mib_s < 0:
+        raise RateError(f"dma_mib_s must be a number of MiB/s >= 0, got {dma_mib_s!r}")
+    if dma_writer not in DMA_WRITERS:
+        raise UnknownNameError(f"unknown dma_writer {dma_writer!r}; choose one of {', '.join(DMA_WRITERS)}")
+    if rfc_filter not in RFC_FILTERS:
+        raise UnknownNameError(f"unknown rfc_filter {rfc_filter!r}; choose one of {', '.join(RFC_FILTERS)}")
+    if rfc_filter != "overwrite" and mode != "pv":
+        raise KitError(f"rfc_filter {rfc_filter!r} changes the RFC's filter, which mode {mode!r} "
+                       f"does not run; use it with mode pv")
 
 
 @dataclass

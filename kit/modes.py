@@ -107,7 +107,13 @@ class Reporting(Mode):
 class RFC(Mode):
     """The 2016 RFC, patches 3 and 4: an empty bitmap at setup, then dirty-log start, the
     guest's free-page bitmap, the filter, and the first sync.  The injected faults that act on
-    this path (:data:`kit.scenario.INJECTIONS`) change the order or the guest's answer here."""
+    this path (:data:`kit.scenario.INJECTIONS`) change the order or the guest's answer here.
+
+    ``m.rfc_filter`` picks how the bitmap is applied (notebook 06, "A write the dirty log never
+    sees"; the source walk is in :mod:`kit.dma`): "overwrite" (the RFC), "and" (``dirty_memory``
+    ANDed with the complement: the same erasure), "hold-bql" (keep the big lock through the
+    wait: the reply is never taken) and "migration-bitmap" (the repair: a first sync, then the
+    free pages cleared in the migration bitmap, ``dirty_memory`` left alone)."""
     name = "pv"
     bulk_shortcut = False       # with patch 3 the bitmap is read from the start (no all-ones bulk stage)
 
@@ -115,6 +121,8 @@ class RFC(Mode):
         self.m = m
 
     def setup_plan(self) -> list[str]:
+        if getattr(self.m, "rfc_filter", "overwrite") == "migration-bitmap":
+            return self._repair_plan()
         if self.m.inject == "free-pages-before-dirty-log":
             return ["ram_save_setup", "balloon_get_free_pages", "wait_free_pages",
                     "memory_global_dirty_log_start", "filter_out_guest_free_pages",
@@ -126,7 +134,22 @@ class RFC(Mode):
         """The RFC's path is taken: the balloon feature was negotiated."""
         return m.registry.balloon_free_pages_support()
 
+    def _repair_plan(self) -> list[str]:
+        """The repair's order: the bitmap all ones and a first sync, as QEMU 2.5, before the
+        request; the free pages come off the migration bitmap; the next sync adds back every
+        page written since the first one (KVM's log, vhost's, or dirty_memory)."""
+        ask = ["balloon_get_free_pages", "wait_free_pages"]
+        log = ["memory_global_dirty_log_start", "migration_bitmap_sync"]
+        first, then = (ask, log) if self.m.inject == "free-pages-before-dirty-log" else (log, ask)
+        return ["ram_save_setup"] + first + then + ["filter_free_pages_from_migration_bitmap"]
+
     def ram_save_setup(self, m):
+        if getattr(m, "rfc_filter", "overwrite") == "migration-bitmap":
+            super().ram_save_setup(m)                   # every bit set, as QEMU 2.5
+            if self.active(m):
+                m.free_pages_bmap = np.zeros(bitmap_bytes(m.mm.ram_pages), np.uint8)
+            return m._event("bitmap", how="all ones", migration_dirty_pages=m.total_pages,
+                            free_page_support=self.active(m))
         # patch 3: no bits in the migration bitmap; dirty_memory[DIRTY_MEMORY_MIGRATION] has every
         # page marked (from RAM allocation), and the first sync moves them into the bitmap.
         m.bmap[:] = False
@@ -145,6 +168,14 @@ class RFC(Mode):
     def do_wait_free_pages(self, m):
         if not self.active(m):
             return m._event("free-pages-unsupported")
+        if getattr(m, "rfc_filter", "overwrite") == "hold-bql":
+            # The balloon's virtqueue handler, which takes the guest's reply, runs in the main
+            # loop with the BQL held (os_host_main_loop_wait drops it only around the poll).
+            # The migration thread keeps it while polling: the reply is never taken.
+            m.stall = "the guest's reply waits for the BQL, which the polling migration thread holds"
+            m._spend(max(0.0, m.max_time_s - m.now), "free-page-wait")
+            m.status = "setup"
+            return m._event("stalled", reason=m.stall, polls=None)
         return m._wait_free_pages()
 
     def do_filter_out_guest_free_pages(self, m):
@@ -154,7 +185,11 @@ class RFC(Mode):
             return m._event("filter-skipped")
         block = m.blocks[0]                 # the RFC filters the first RAMBlock only (pc.ram)
         n = block.used_length
-        m.dirty_memory.assign_complement_packed(block.offset, m.free_pages_bmap, n)
+        m.emulated_writes_to_dirty_memory()     # emulated devices set their bits at the write
+        if getattr(m, "rfc_filter", "overwrite") == "and":
+            m.dirty_memory.and_not_packed(block.offset, m.free_pages_bmap, n)
+        else:
+            m.dirty_memory.assign_complement_packed(block.offset, m.free_pages_bmap, n)
         skipped = count_bits(m.free_pages_bmap)        # bits past pc.ram are never set
         m.stats.free_skipped = skipped
         if m.page_state is not None:
@@ -162,6 +197,24 @@ class RFC(Mode):
             free = unpack_bitmap(m.free_pages_bmap, n)
             m.page_state[block.offset:block.offset + n][free] = SKIPPED_FREE
         return m._event("filter", free_pages=skipped)
+
+    def do_filter_free_pages_from_migration_bitmap(self, m):
+        """The repair: clear the guest's free pages in the migration bitmap (as hints do), and
+        leave ``dirty_memory``, with the writes since the first sync, for the next sync."""
+        if not self.active(m) or m.free_pages_count is None:
+            return m._event("filter-skipped")
+        block = m.blocks[0]
+        n = block.used_length
+        free = unpack_bitmap(m.free_pages_bmap, n)
+        seg = m.bmap[block.offset:block.offset + n]
+        cleared = int(np.count_nonzero(seg & free))
+        seg &= ~free
+        m.migration_dirty_pages -= cleared
+        m.stats.free_skipped = cleared
+        if m.page_state is not None:
+            from .migration import SKIPPED_FREE
+            m.page_state[block.offset:block.offset + n][free] = SKIPPED_FREE
+        return m._event("filter", free_pages=cleared, where="migration bitmap")
 
 
 class Hinting(Mode):

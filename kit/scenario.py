@@ -38,6 +38,11 @@ from .memmap import pc_memory_map
 from .units import MiB, TARGET_PAGE_SIZE, format_size, parse_ram_size, parse_size
 
 MODES = ("original", "pv", "hint", "report")
+# Who does a workload's device writes (``dma_mib_s``): a device QEMU emulates (its writes reach
+# dirty_memory at once) or a vhost backend (its own log, synced with KVM's).  See kit/dma.py.
+DMA_WRITERS = ("emulated", "vhost")
+# How mode "pv" applies the guest's free bitmap: as the RFC does, or a candidate repair.
+RFC_FILTERS = ("overwrite", "and", "hold-bql", "migration-bitmap")
 # Which modes each injected fault applies to.  All four act on the RFC's free-page
 # request (patch 4's order, the guest's reply, patch 1's shift, the guest's walk).
 INJECTIONS = {
@@ -72,6 +77,9 @@ class Scenario:
     balloon_target: int | None = None            # inflate the balloon until the guest keeps this much
     program_at: int | None = None                # after boot, a program allocates and writes
     program_bytes: int = 0                       # program_bytes from guest-physical program_at up
+    dma_mib_s: float = 0.0                       # a disk read: MiB/s of page-cache pages filled by DMA
+    dma_writer: str = "emulated"                 # "emulated" (dirty_memory at once) or "vhost" (its log)
+    rfc_filter: str = "overwrite"                # mode pv: the RFC's filter, or a candidate repair
 
     def __post_init__(self):
         s = object.__setattr__
@@ -108,6 +116,9 @@ class Scenario:
             raise KitError("vga_vram must be a non-negative whole number of 4 KiB pages")
         if not self.max_time_s > 0:
             raise KitError(f"max_time_s must be positive, got {self.max_time_s!r}")
+        from .migration import check_device_writes
+        check_device_writes(self.dma_mib_s, self.dma_writer, self.rfc_filter, self.mode)
+        s(self, "dma_mib_s", float(self.dma_mib_s))
 
     # -- a value ---------------------------------------------------------------------
     def with_(self, **changes) -> "Scenario":
@@ -166,6 +177,10 @@ class Scenario:
             more.append(f"balloon-target={format_size(self.balloon_target)}")
         if self.program_at is not None:
             more.append(f"program={format_size(self.program_bytes)}@{self.program_at:#x}")
+        if self.dma_mib_s:
+            more.append(f"dma={self.dma_mib_s:g}MiB/s({self.dma_writer})")
+        if self.rfc_filter != "overwrite":
+            more.append(f"rfc-filter={self.rfc_filter}")
         return "scenario: " + " ".join(opts) + "\n          " + " ".join(more)
 
 
@@ -238,7 +253,8 @@ def build(s: Scenario, *, guest: Guest | None = None):
                      max_time_s=s.max_time_s, lie_fraction=s.lie_fraction,
                      guest_features=s.guest_features,
                      free_page_wait_timeout_s=s.free_page_wait_timeout_s, seed=s.seed,
-                     owns_guest=guest is None, scenario=s)
+                     owns_guest=guest is None, scenario=s, dma_mib_s=s.dma_mib_s,
+                     dma_writer=s.dma_writer, rfc_filter=s.rfc_filter)
 
 
 _guest_of = guest

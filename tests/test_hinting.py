@@ -219,6 +219,7 @@ def scenarios(draw):
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_hint_never_loses_a_page(sc):
+    """Writers covered: the guest's vCPUs (KVM's dirty log); device writes: tests/test_device_writes.py."""
     ram, machine, w, cost, seed = sc
     g = Guest(pc_memory_map(ram, machine), w, seed=seed)
     m = Migration(g, "hint", cost, verify=True, seed=seed, max_time_s=120)

@@ -25,8 +25,30 @@ class Verdict:
         return head + self.message
 
 
+def read_number(prediction):
+    """A prediction as a number: numbers as they are, strings such as "4096", "4,096" or
+    "1e3" read as numbers; None stays None.  Raises ValueError for anything else."""
+    if prediction is None:
+        return None
+    if isinstance(prediction, bool):
+        raise ValueError("True and False are not numbers here")
+    if isinstance(prediction, str):
+        text = prediction.strip().replace(",", "").replace("_", "")
+        value = float(text)
+        plain = "." not in text and "e" not in text.lower()
+        return int(value) if plain and value.is_integer() else value
+    float(prediction)                  # numbers and numpy numbers pass; anything else raises
+    return prediction
+
+
 def check_number(prediction, answer, *, rel=0.0, abs_=0.0, unit="") -> Verdict:
-    """Compare a numeric prediction with the model's answer (within rel/abs tolerance)."""
+    """Compare a numeric prediction with the model's answer (within rel/abs tolerance).
+
+    A string that reads as a number counts as that number; anything else is not judged."""
+    try:
+        prediction = read_number(prediction)
+    except (TypeError, ValueError):
+        return Verdict(False, "give a number, e.g. 4096")
     if prediction is None:
         return Verdict.ask("write your prediction first (the answer is hidden until you do)")
     ok = abs(prediction - answer) <= max(abs_, rel * abs(answer))

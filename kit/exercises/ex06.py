@@ -9,11 +9,15 @@ to get the answer; ``reveal(n)`` returns it.
    many pages does it lose that it did *not* lie about?
 3. A slow guest with a bounded wait of 100 ms (1 GiB ``hog``): up to which walk
    cost (ns per free page) does the filter still get its bitmap?
+4. A 1 GiB guest reading its disk at 32 MiB/s through an emulated device, walking
+   its free lists at 300 ns per free page: how many pages does the RFC's filter lose?
 """
 from __future__ import annotations
 
 from . import Verdict, check_number
+from .. import dma
 from ..costmodel import get_preset
+from ..scenario import run
 from ..guest import get_workload
 from ..viz.races import RIGHT, WRONG, make_race
 
@@ -88,6 +92,21 @@ def check_slowest_walk(prediction) -> Verdict:
     return check_number(prediction, slowest_walk_ns(), rel=0.10, unit=" ns per free page")
 
 
+# Exercise 4 ------------------------------------------------------------------
+EX4_RAM, EX4_MIB_S, EX4_WALK_NS = "1G", 32.0, 300.0
+
+
+def disk_read_lost(mib_s: float = EX4_MIB_S, walk_ns: float = EX4_WALK_NS, ram: str = EX4_RAM) -> int:
+    """Pages the RFC's filter loses on an idle guest whose disk fills ``mib_s`` of page cache."""
+    r = run(dma.disk_reader(mib_s, walk_ns=walk_ns, ram=ram, seed=SEED))
+    return r.stats["verify"]["lost-pages"]
+
+
+def check_disk_read_loss(prediction) -> Verdict:
+    """Right within 15 %.  A string such as "512" counts as the number."""
+    return check_number(prediction, disk_read_lost(), rel=0.15, unit=" pages")
+
+
 def reveal(n: int):
-    """The model's answer to exercise ``n`` (1, 2 or 3)."""
-    return {1: wrong_order_lost, 2: lost_outside_lie, 3: slowest_walk_ns}[n]()
+    """The model's answer to exercise ``n`` (1 to 4)."""
+    return {1: wrong_order_lost, 2: lost_outside_lie, 3: slowest_walk_ns, 4: disk_read_lost}[n]()

@@ -37,6 +37,11 @@ class Guest:
         self._carry_dirty = 0.0
         self._carry_churn = 0.0
         self._churned = deque()
+        # Device reads into fresh page-cache pages (a disk being read), set by the migration
+        # from its scenario: pages per second, and (time, frames) of each batch for checks.
+        self.dma_rate = 0.0
+        self._carry_dma = 0.0
+        self.dma_history: list[tuple[float, np.ndarray]] = []
         self.working_set = np.zeros(0, dtype=np.int64)
         self._boot()
         self._prepare()
@@ -145,7 +150,25 @@ class Guest:
                 self._churned.append((t, frames))
                 while self._churned and self._churned[0][0] < t - w.churn_pool_seconds:
                     self.buddy.free_frames(self._churned.popleft()[1])
+        if self.dma_rate:
+            written += self._dma_read(t, dt)
         return written
+
+    def _dma_read(self, t: float, dt: float) -> int:
+        """A disk read: the kernel allocates page-cache pages and the disk's DMA fills them.
+
+        Nothing in the guest writes these pages with a vCPU: the page cache only reads them
+        afterwards, and they stay cached to the end.  Simplification: the reads stop when free
+        memory runs out (no reclaim), and each batch is allocated and written at time ``t``.
+        """
+        self._carry_dma += self.dma_rate * dt
+        n = min(int(self._carry_dma), self.buddy.nr_free_pages)
+        self._carry_dma -= int(self._carry_dma)
+        if not n:
+            return 0
+        frames = self.buddy.alloc_runtime(n)
+        self.dma_history.append((t, frames))
+        return self.memory.device_write(frames)
 
     def allocate_and_write(self, npages: int) -> np.ndarray:
         """Allocate ``npages`` right now and write them (used by notebooks and tests)."""

@@ -15,6 +15,12 @@ Each page carries:
   checked page by page.  It is 16 bits wide to keep a 1 TiB guest within
   memory; two versions that differ by exactly a multiple of 65536 writes would
   look equal (the model never comes near that).
+
+Writes come from two kinds of writer.  A vCPU write (:meth:`GuestMemory.write`) goes
+into KVM's dirty log.  A device write (:meth:`GuestMemory.device_write`: DMA by a
+device QEMU emulates, or by a vhost backend) never reaches KVM's log: it goes into
+``device_log``, and the migration decides where that lands (``dirty_memory`` at once
+for an emulated device, vhost's own log for vhost; see :mod:`kit.dirty`).
 """
 from __future__ import annotations
 
@@ -83,6 +89,8 @@ class GuestMemory:
         self.zero = np.ones(nframes, dtype=bool)
         self.version = np.zeros(nframes, dtype=VERSION_DTYPE)
         self.dirty_log = DirtyLog(nframes)
+        self.device_log = DirtyLog(nframes)  # device writes since the migration last took them
+        self.device_written = None       # frames a device ever wrote (bool mask, made on first use)
         self.writes = 0                  # pages written, for statistics
 
     # -- layout ---------------------------------------------------------------
@@ -170,3 +178,23 @@ class GuestMemory:
             self.dirty_log.mark(frames)
         self.writes += n
         return n
+
+    def device_write(self, frames: np.ndarray) -> int:
+        """A device writes the given frames (an index array) with non-zero data, by DMA.
+
+        KVM's dirty log does not see it: KVM logs only writes the guest's vCPUs make through
+        its page tables, and a device writes through QEMU's (or vhost's) own mapping of guest
+        RAM.  While logging is on the frames go into ``device_log`` instead.
+        """
+        frames = np.asarray(frames, np.int64)
+        if not bool(self.is_ram(frames).all()):
+            raise KitError("a device wrote a frame that is not RAM (in the PCI hole or beyond)")
+        self.version[frames] += VERSION_DTYPE(1)
+        self.zero[frames] = False
+        if self.device_written is None:
+            self.device_written = np.zeros(self.nframes, bool)
+        self.device_written[frames] = True
+        if self.device_log.enabled:
+            self.device_log.mark(frames)
+        self.writes += int(frames.size)
+        return int(frames.size)

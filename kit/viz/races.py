@@ -19,6 +19,8 @@ nothing in them.
   random guests, both orders.
 * :func:`walk_sweep` / :func:`plot_walk_sweep`: a slow guest, waiting forever
   or with a bounded wait.
+* :func:`dma_table` / :func:`plot_dma_sweep` / :func:`dma_compare_table`: device writes
+  during the RFC's wait (the sweep and the runs are :mod:`kit.dma`'s).
 * :class:`RaceExplorer`: a widget (order, churn rate, guest speed) that reruns a
   small migration and redraws the page map with the lost pages.
 """
@@ -43,7 +45,7 @@ __all__ = ["RIGHT", "WRONG", "ORDERS", "race_workload", "make_race", "log_on_ms"
            "zoom_png", "zoom_pair_png", "lied_mask", "plot_orders", "describe", "step_lines",
            "setup_lines", "dirty_logged", "verify_line",
            "run_trials", "trials_table", "plot_trials", "walk_sweep", "walk_table",
-           "plot_walk_sweep", "RaceExplorer"]
+           "plot_walk_sweep", "dma_table", "plot_dma_sweep", "dma_compare_table", "RaceExplorer"]
 
 RIGHT, WRONG = "right order", "wrong order"
 ORDERS = {RIGHT: None, WRONG: "free-pages-before-dirty-log"}
@@ -450,6 +452,47 @@ def plot_walk_sweep(rows, axes=None):
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     return axes
+
+
+# ---------------------------------------------------------------------------- device writes
+def dma_table(rows) -> str:
+    """:func:`kit.dma.sweep`'s rows as plain text: lost pages against read rate and wait."""
+    lines = [f"{'ns/free page':>12} {'snapshot->filter ms':>19} {'read MiB/s':>10} {'lost pages':>10} "
+             f"{'rate x window':>13}", "-" * 68]
+    for r in rows:
+        lines.append(f"{r['walk-ns']:>12,g} {r['wait-ms']:>19.1f} {r['mib-s']:>10,g} {r['lost']:>10,} "
+                     f"{r['rate-x-window']:>13,.1f}")
+    return "\n".join(lines)
+
+
+def plot_dma_sweep(rows, ax=None):
+    """Lost pages against the read rate, one line per wait (log-log)."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.6))
+    for walk in dict.fromkeys(r["walk-ns"] for r in rows):
+        rs = [r for r in rows if r["walk-ns"] == walk]
+        ax.plot([r["mib-s"] for r in rs], [max(r["lost"], 0.5) for r in rs], marker="o", ms=4,
+                label=f"wait {rs[0]['wait-ms']:.0f} ms (walk {walk:g} ns/free page)")
+    rates = sorted({r["mib-s"] for r in rows})
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(rates, [f"{x:g}" for x in rates])
+    ax.minorticks_off()
+    ax.set_xlabel("disk read rate (MiB/s of fresh page cache)")
+    ax.set_ylabel("pages lost per migration")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def dma_compare_table(rows) -> str:
+    """:func:`kit.dma.compare`'s rows as plain text."""
+    lines = [f"{'':<46} {'status':<10} {'total ms':>8} {'free skipped':>12} {'lost':>6}", "-" * 86]
+    for r in rows:
+        lost = "-" if r["lost"] is None else f"{r['lost']:,}"
+        lines.append(f"{r['case']:<46} {r['status']:<10} {r['total-ms']:>8,} {r['free-skipped']:>12,} {lost:>6}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- the widget

@@ -224,7 +224,7 @@ def hint_timing(rows, ram=None, workloads=("idle", "hog")) -> dict:
         gaps += len(counts)
         drains += sum(1 for n in counts if n > 3)
     return {"runs": runs, "start-ms": statistics.median(starts),
-            "ns-per-block": min(paces) * 1e6, "period-ms": period,
+            "ns-per-block": min(paces) * 1e6, "period-ms": period, "period-measured": bool(singles),
             "drain-chance": drains / gaps if gaps else None, "gaps": gaps, "drains": drains,
             "start-ms-range": (min(starts), max(starts)),
             "ns-per-block-range": (min(paces) * 1e6, max(paces) * 1e6)}
@@ -528,3 +528,30 @@ def model_curve(cost, ram_mib, workload, hint) -> dict:
     hints = [e["t"] * 1000 for e in r.timeline if e["kind"] == "hints"]
     return {"t-ms": [t for t, _ in pts], "remaining": [b for _, b in pts], "hints-ms": hints,
             "total-time-ms": r["total-time"]}
+
+
+def send_rates(rows, first_ms=300.0, workloads=("idle", "hog")) -> list[dict]:
+    """How fast each run sent full pages: MB/s of ``normal`` pages over the first
+    ``first_ms`` after setup, and over the whole run, from its curve (kit-lab-run/2).
+
+    The model has one rate (``wire_bytes_per_s``, fitted on the 1 GiB hog without hints).
+    The lab's own rate is not one number: this shows where it moves."""
+    out = []
+    for r in rows:
+        c = r.get("config", {})
+        if r.get("status") != "ok" or "curve" not in r or c.get("workload") not in workloads:
+            continue
+        cv, setup = r["curve"], r["derived"]["setup-time-ms"]
+        pts = [(t, n) for t, st, n in zip(cv["t-ms"], cv["status"], cv["normal"])
+               if st == "active" and n is not None]
+        if len(pts) < 3:
+            continue
+        t0 = r.get("trace", {}).get("bitmap-sync-end-ms", [setup])[0]
+        early = [(t, n) for t, n in pts if t0 <= t <= t0 + first_ms]
+        if len(early) < 2:
+            continue
+        rate = lambda a, b: (b[1] - a[1]) * TARGET_PAGE_SIZE / max(1e-9, b[0] - a[0]) / 1e3
+        out.append({"ram": c["ram"], "workload": c["workload"], "hint": bool(c["free_page_hint"]),
+                    "rep": r.get("rep"), "early-mb-s": rate(early[0], early[-1]),
+                    "whole-mb-s": rate(pts[0], pts[-1])})
+    return out

@@ -580,7 +580,8 @@ def hint_timing_text(t) -> str:
         return "no hint-on runs with a trace"
     a, b = t["start-ms-range"]
     return (f"{t['runs']} runs: the first pop {t['start-ms']:.2f} ms after the round starts (runs "
-            f"{a:.2f} to {b:.2f}); a gap between iterations every {t['period-ms']:.1f} ms; the iothread "
+            f"{a:.2f} to {b:.2f}); a gap between iterations every {t['period-ms']:.1f} ms"
+            f"{'' if t.get('period-measured') else ' (MAX_WAIT: no single pops to time it)'}; the iothread "
             f"drained the queue at {t['drains']} of {t['gaps']} gaps ({100 * t['drain-chance']:.0f} %); "
             f"the guest hints a block in at most {t['ns-per-block'] / 1e6:.3f} ms")
 
@@ -621,3 +622,27 @@ class LabProgress:
         self.bar.value = 0.0
         if description:
             self.bar.description = description
+
+
+def drain_table_text(rows, sizes=("1G", "2G", "4G", "8G")) -> str:
+    """Per RAM size: the gaps between iterations while hints waited, and how many of them the
+    iothread drained the queue at (:func:`kit.lab.model.hint_timing`), idle and hog together."""
+    from ..lab.model import hint_timing
+    lines = [f"{'RAM':>4} {'runs':>4} {'gaps':>5} {'drains':>6} {'share':>6}"]
+    for ram in sizes:
+        t = hint_timing(rows, ram)
+        if t["runs"] and t["drain-chance"] is not None:
+            lines.append(f"{ram:>4} {t['runs']:>4} {t['gaps']:>5} {t['drains']:>6} {100 * t['drain-chance']:>5.0f}%")
+    return "\n".join(lines)
+
+
+def send_rates_text(rates, workload="hog") -> str:
+    """Full pages per second in each run's first 300 ms, hint off beside on, per RAM size."""
+    cells: dict = {}
+    for r in rates:
+        if r["workload"] == workload:
+            cells.setdefault((_mib(r["ram"]), r["ram"], r["hint"]), []).append(r["early-mb-s"])
+    lines = [f"{workload} guest: MB/s of full pages, first 300 ms of each run"]
+    for (_, ram, hint), v in sorted(cells.items()):
+        lines.append(f"{ram:>4} hint {onoff(hint):3}: " + ", ".join(f"{x:,.0f}" for x in v))
+    return "\n".join(lines)

@@ -174,7 +174,7 @@ def _example(q: Question) -> str:
 
 
 # -- reading a prediction -------------------------------------------------------
-_GROUPED = re.compile(r"^[+-]?\d{1,3}(?:[ ,_\u00a0\u202f]\d{3})+(?:\.\d*)?$")
+_GROUPED = re.compile(r"^[+-]?[1-9]\d{0,2}(?:[ ,_\u00a0\u202f]\d{3})+(?:\.\d*)?$")
 _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 _HEX = re.compile(r"^[+-]?0[xX][0-9a-fA-F_]+$")
 
@@ -223,7 +223,8 @@ def _read_text(text: str, q: Question, give: str):
         elif q.unit in ("", "fraction"):
             return None, f"{text.strip()!r} has a unit, and this answer has none; {give}"
         else:
-            named = _OTHER_UNIT_WORDS.get(word, repr(word))
+            named = _OTHER_UNIT_WORDS.get(word) or next(
+                (u for u, words in _UNIT_WORDS.items() if word in words), repr(word))
             return None, f"{text.strip()!r} is in {named}, but the question asks for {q.unit}; {give}"
         low = s.lower()
     if _HEX.match(s):
@@ -320,7 +321,8 @@ def judge_number(prediction, answer, q: Question, *, why: str = "", hint: str = 
                                   f"Try again, or see {reveal_hint}.")
     slip = _slip(value, answer, q)
     if slip:
-        return Verdict(False, f"you said {_fmt(value, q)}{unit}, which looks like the answer in "
+        how = "as" if slip.startswith("a ") else "in"
+        return Verdict(False, f"you said {_fmt(value, q)}{unit}, which looks like the answer {how} "
                               f"{slip}. The question asks for {_ask_unit(q)}; convert and try again.")
     msg = f"you said {_fmt(value, q)}{unit}, {_miss(value, answer, q)} ({_counts(q)})."
     if hint:

@@ -23,7 +23,7 @@ SEED = 0
 QUESTIONS = {
     1: Question("The 2 GiB dirtying guest (seed 0) in the wrong order, allocating 16,384 fresh pages "
                 "a second instead of 1,024: how many pages are lost?", unit="pages", rel=0.15,
-                integer=True, example="400"),
+                example="400"),
     2: Question("A 2 GiB dirtying guest (seed 0), in the right order, lies about 2 % of its used "
                 "pages: how many pages does it lose that it did not lie about "
                 "(lost-outside-lied-pages)?", unit="pages", integer=True, example="0"),

@@ -25,7 +25,7 @@ EX3_RAM, EX3_TARGET, EX3_SPEED = "16G", "2G", "2017-sg"
 
 QUESTIONS = {
     1: Question("An idle 16 GiB guest migrated with free page hinting: how many 4 MiB blocks does "
-                "the guest hint?", unit="blocks", abs_=10, integer=True, example="4000"),
+                "the guest hint?", unit="blocks", abs_=10, example="4000"),
     2: Question("The 16 GiB guest after the hog: which successor finishes first, free page hinting "
                 "or free page reporting?", choices=(HINT, REPORT)),
     3: Question("Inflate the 16 GiB hog guest's balloon down to 2 GiB at the 2017 scatter-gather "

@@ -1,7 +1,7 @@
 """Beyond the RFC (notebook 07): the reviewers' questions and the successor designs, as numbers.
 
 The review of March 2016 asked questions the RFC's cover letter did not answer
-(facts file, section 3.1).  Some of them the page model can answer directly;
+(docs/sources.md, "The review").  Some of them the page model can answer directly;
 for the others this module computes what it can and says what it leaves out.
 
 * **Inflate the balloon instead** (Roman Kagan): :func:`balloon_instead`
@@ -144,7 +144,7 @@ def estimate_ms(run: dict, cost: CostModel | str = PRESET) -> float:
 
 
 # ---------------------------------------------------------------------------- 1. inflate the balloon
-# Liang Li, 4 Mar 2016 (facts §2): inflating the balloon of an 8 GB guest down to 1 GB took
+# Liang Li, 4 Mar 2016 (docs/sources.md#liang-replies): inflating the balloon of an 8 GB guest down to 1 GB took
 # about 5 s (7 GiB).  Liang Li's later "fast balloon" patches, reposted by Wei Wang as v12
 # (Jul 2017, VIRTIO_BALLOON_F_SG): 7 GB of an 8 GB guest in about 491 ms instead of 4126 ms.
 INFLATE_S_PER_GIB = {"2016": 5.0 / 7, "2017-sg": 0.491 / 7}
@@ -338,13 +338,13 @@ class PublishedRun:
     source: str
 
 
-# facts §4.2: host E5-2699 v4, guest 4 vCPU, migrate_set_speed 100G; "GB" read as GiB.
+# docs/sources.md#hinting-kernel: host E5-2699 v4, guest 4 vCPU, migrate_set_speed 100G; "GB" read as GiB.
 _V30 = "https://lists.oasis-open.org/archives/virtio-dev/201804/msg00256.html"
 _V37 = "20181024205759-mutt-send-email-mst@kernel.org"
 WEI_WANG = (
     PublishedRun("v30 (Apr 2018)", 8, 2000, 271, 1769, _V30),
-    PublishedRun("v34", 8, 2000, 284, 1757, "facts §4.2 (v34 cover letter)"),
-    PublishedRun("v36", 8, 2000, 409, 1757, "facts §4.2 (v36 cover letter)"),
+    PublishedRun("v34", 8, 2000, 284, 1757, "v34 cover letter (docs/sources.md#hinting-kernel)"),
+    PublishedRun("v36", 8, 2000, 409, 1757, "v36 cover letter (docs/sources.md#hinting-kernel)"),
     PublishedRun("v37 (Aug 2018)", 8, 400, 620, 2970, _V37),
     PublishedRun("v37 (Aug 2018)", 128, 400, 5294, 41651, _V37),
 )

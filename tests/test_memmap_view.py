@@ -115,7 +115,7 @@ def test_seed_table_lines_up_model_and_seed():
 
 def test_ex01_answers_come_from_the_model():
     assert ex01.reveal(1) == pc_memory_map("6G", "q35").above_4g_mem_size // MiB == 4096
-    assert ex01.reveal(2) == 0xC0000
+    assert ex01.reveal(2) == 0x180000
     g = ex01.scenario_3_guest()
     assert ex01.reveal(3) == mv.outcome_counts(mv.shift_outcome(g, low_mem=4 * GiB))["used, skipped: LOST"]
 
@@ -125,14 +125,15 @@ def _ex01_by_hand(n):
 
     1. q35 with 6 GiB: RAM of 2.75 GiB or more keeps 2 GiB below 4 GiB (512 MiB of PCI I/O and
        256 MiB of MMCONFIG are reserved too), so 6 - 2 = 4 GiB, 4096 MiB, sit above 4 GiB.
-    2. pc with 8 GiB: lowmem is 3 GiB (gigabyte aligned), so the hole is 1 GiB = 0x40000
-       frames, and frame 0x100000 (4 GiB) is ram page 0x100000 - 0x40000 = 0xC0000.
+    2. q35 with 8 GiB: lowmem is 2 GiB (room for PCI I/O and MMCONFIG, gigabyte aligned), so
+       the hole is 2 GiB = 0x80000 frames, and frame 0x200000 (8 GiB) is ram page
+       0x200000 - 0x80000 = 0x180000.
     3. The pages the wrongly shifted bitmap marks free while the guest uses them, from the
        bitmap shift alone (kit.viz.memmap_view.shift_outcome), not from a migration."""
     if n == 1:
         return (6 * 1024) - 2 * 1024
     if n == 2:
-        return 0x100000 - (4 * GiB - 3 * GiB) // 4096
+        return 0x200000 - (4 * GiB - 2 * GiB) // 4096
     return mv.outcome_counts(mv.shift_outcome(ex01.scenario_3_guest(), low_mem=4 * GiB))["used, skipped: LOST"]
 
 

@@ -1,6 +1,6 @@
 """Notebook 06: races between the guest's free-page snapshot and QEMU's dirty log.
 
-The RFC's filter is safe only because of an order (facts §1.4, §1.5): KVM's
+The RFC's filter is safe only because of an order (docs/sources.md: patch 4/4 and the ordering question): KVM's
 dirty log is on *before* the guest walks its free lists, so a page the guest
 reports free and then allocates and writes is in the log, and the first
 ``migration_bitmap_sync`` (after the filter) puts it back.  This module runs the

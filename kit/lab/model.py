@@ -526,6 +526,8 @@ def model_curve(cost, ram_mib, workload, hint) -> dict:
     pts = [(e["t"] * 1000, e["migration_dirty_pages"] * TARGET_PAGE_SIZE) for e in r.timeline
            if "migration_dirty_pages" in e and (e["phase"] != "setup" or e["kind"] == "sync")]
     hints = [e["t"] * 1000 for e in r.timeline if e["kind"] == "hints"]
+    if r["status"] == "completed":
+        pts.append((r.timeline[-1]["t"] * 1000, 0))      # QEMU reports 0 remaining once completed
     return {"t-ms": [t for t, _ in pts], "remaining": [b for _, b in pts], "hints-ms": hints,
             "total-time-ms": r["total-time"]}
 

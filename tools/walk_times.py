@@ -53,8 +53,9 @@ def count(nb) -> dict:
             "cells": len(nb.cells), "code_cells": sum(c.cell_type == "code" for c in nb.cells)}
 
 
-def execute(path: str, timeout: int = 900) -> float:
-    """Seconds to run a copy of ``path`` from its first cell to its last (kernel start excluded)."""
+def execute(path: str, timeout: int = 900) -> tuple[float, int]:
+    """Seconds to run a copy of ``path`` from its first cell to its last (kernel start
+    excluded), and how many cells raised (they are timed too; the run goes on)."""
     import nbformat
     from nbclient import NotebookClient
     tmp = tempfile.mkdtemp(prefix="walk-times-")
@@ -62,13 +63,16 @@ def execute(path: str, timeout: int = 900) -> float:
         copy = os.path.join(tmp, os.path.basename(path))
         shutil.copy(path, copy)
         nb = nbformat.read(copy, as_version=4)
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                                 resources={"metadata": {"path": tmp}})
         with client.setup_kernel():
             t0 = time.perf_counter()
             for i, cell in enumerate(nb.cells):
                 client.execute_cell(cell, i)
-            return time.perf_counter() - t0
+            spent = time.perf_counter() - t0
+        errors = sum(any(o.get("output_type") == "error" for o in c.get("outputs", []))
+                     for c in nb.cells if c.cell_type == "code")
+        return spent, errors
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -91,13 +95,15 @@ def main(argv=None) -> int:
         c = count(nb)
         read = c["prose"] / a.wpm + (c["code"] + c["outputs"]) / (a.wpm / 2)
         run = load = None
+        errors = 0
         if not a.no_run:
-            run = execute(p)
+            run, errors = execute(p)
             load = os.getloadavg()[0]
             tot_run += run
         tot_read += read
         print(f"{os.path.basename(p):32} {c['cells']:5} {c['prose']:6} {c['code'] + c['outputs']:8} "
-              f"{read:8.1f} {'' if run is None else f'{run:7.1f}':>7} {'' if load is None else f'{load:5.1f}':>5}",
+              f"{read:8.1f} {'' if run is None else f'{run:7.1f}':>7} {'' if load is None else f'{load:5.1f}':>5}"
+              + (f"  ({errors} cell(s) raised)" if errors else ""),
               flush=True)
     print(f"{'total':32} {'':5} {'':6} {'':8} {tot_read:8.1f} {'' if a.no_run else f'{tot_run:7.1f}':>7}")
     return 0

@@ -53,6 +53,30 @@ def count(nb) -> dict:
             "cells": len(nb.cells), "code_cells": sum(c.cell_type == "code" for c in nb.cells)}
 
 
+def sections(nb) -> list:
+    """[(heading, prose words, code and output words)] per '## ' section (the part before the
+    first heading is the notebook's title)."""
+    out = [["(title)", 0, 0]]
+    for c in nb.cells:
+        if c.cell_type == "markdown":
+            for line in c.source.splitlines():
+                if line.startswith("## "):
+                    out.append([line[3:].strip(), 0, 0])
+            out[-1][1] += words(c.source)
+        elif c.cell_type == "code":
+            one = count(_Only(c))
+            out[-1][2] += one["code"] + one["outputs"]
+    return [tuple(x) for x in out]
+
+
+class _Only(dict):
+    """A notebook-like object holding one cell (for :func:`count`)."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.cells = [cell]
+
+
 def execute(path: str, timeout: int = 900) -> tuple[float, int]:
     """Seconds to run a copy of ``path`` from its first cell to its last (kernel start
     excluded), and how many cells raised (they are timed too; the run goes on)."""
@@ -83,6 +107,7 @@ def main(argv=None) -> int:
     ap.add_argument("notebooks", nargs="*", help="numbers such as 00 05 (default: all)")
     ap.add_argument("--wpm", type=float, default=200.0, help="prose words per minute (default 200)")
     ap.add_argument("--no-run", action="store_true", help="count words only")
+    ap.add_argument("--sections", action="store_true", help="reading minutes per '## ' section too")
     a = ap.parse_args(argv)
     paths = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
     if a.notebooks:
@@ -101,6 +126,9 @@ def main(argv=None) -> int:
             load = os.getloadavg()[0]
             tot_run += run
         tot_read += read
+        if a.sections:
+            for head, pw, cw in sections(nb):
+                print(f"    {head[:60]:60} {pw / a.wpm + cw / (a.wpm / 2):5.1f} min")
         print(f"{os.path.basename(p):32} {c['cells']:5} {c['prose']:6} {c['code'] + c['outputs']:8} "
               f"{read:8.1f} {'' if run is None else f'{run:7.1f}':>7} {'' if load is None else f'{load:5.1f}':>5}"
               + (f"  ({errors} cell(s) raised)" if errors else ""),

@@ -70,6 +70,34 @@ def test_lying_guest_loses_only_lied_pages():
     assert not (lost & ~lied).any() and np.count_nonzero(lied) == v["lied-pages"]
 
 
+def test_liar_classes_split_the_resent_pages_into_honest_and_lied():
+    """06 section 4: the RESCUED class of a lying guest holds two kinds of page; LIAR_CLASSES
+    tells them apart, and every lied page is either lost or lied-and-resent."""
+    m = races.make_race("512M", "dirtying", RIGHT, seed=0, inject="guest-reports-used-pages-free",
+                        lie_fraction=0.02)
+    m.run()
+    lost, lied = races.lost_mask(m), races.lied_mask(m)
+    old, new = races.race_classes(m), races.liar_classes(m)
+    assert len(races.LIAR_CLASSES) == len(races.LIAR_COLOURS) == len(races.LIAR_LETTERS.split()) == 7
+    moved = old != new
+    assert (old[moved] == races.RESCUED).all() and (new[moved] == races.LIED_RESENT).all()
+    assert np.array_equal(new == races.LIED_RESENT, lied & ~lost)
+    honest = new == races.RESCUED
+    assert not (honest & lied).any() and honest.any()          # both kinds occur in this guest
+    c = races.liar_counts(m)
+    assert c[races.LIAR_CLASSES[races.LIED_RESENT]] + c[races.LIAR_CLASSES[races.RESCUED]] \
+        == races.race_counts(m)[races.RACE_CLASSES[races.RESCUED]]
+    assert c[races.LIAR_CLASSES[races.LIED_RESENT]] + c[races.LIAR_CLASSES[races.LOST]] == v_lied(m)
+    # an honest guest has no lied pages: the two maps agree
+    h = races.make_race("512M", "dirtying", RIGHT, seed=0)
+    h.run()
+    assert np.array_equal(races.race_classes(h), races.liar_classes(h))
+
+
+def v_lied(m):
+    return m.verify_result["lied-pages"]
+
+
 def test_hung_guest_stalls_and_bounded_wait_falls_back():
     hung = races.make_race("256M", "idle", RIGHT, inject="guest-hangs", max_time_s=2)
     r = hung.run()

@@ -42,7 +42,8 @@ from .player import make_migration, setup_rows
 __all__ = ["RIGHT", "WRONG", "ORDERS", "race_workload", "make_race", "log_on_ms", "snapshot_ms",
            "unprotected_ms", "reported_free", "lost_mask", "RACE_CLASSES", "RACE_COLOURS",
            "RACE_LETTERS", "RESCUED", "LOST", "race_classes", "race_counts", "first_of",
-           "zoom_png", "zoom_pair_png", "lied_mask", "plot_orders", "describe", "step_lines",
+           "zoom_png", "zoom_pair_png", "lied_mask", "LIED_RESENT", "LIAR_CLASSES", "LIAR_COLOURS",
+           "LIAR_LETTERS", "liar_classes", "liar_counts", "plot_orders", "describe", "step_lines",
            "setup_lines", "dirty_logged", "verify_line",
            "run_trials", "trials_table", "plot_trials", "walk_sweep", "walk_table",
            "plot_walk_sweep", "dma_table", "plot_dma_sweep", "dma_compare_table", "RaceExplorer"]
@@ -179,6 +180,31 @@ def lied_mask(m) -> np.ndarray:
     if g.lie_frames is None:
         return np.zeros(m.mm.ram_pages, bool)
     return g.memory.to_ram_order(g.lie_frames)
+
+
+# A lying guest's page map tells apart the two kinds of RESCUED page: one the guest honestly
+# reported free and then allocated and wrote (the case the RFC's order is for), and one it lied
+# about (in use all along) that it happened to write again after dirty logging started.  Both
+# were skipped by the filter and came back through the dirty log.  RACE_CLASSES keeps them in
+# one class; LIAR_CLASSES adds the second as its own class.
+LIED_RESENT = 6
+LIAR_CLASSES = RACE_CLASSES[:RESCUED] + ("reported free honestly, then used: resent (dirty log)",) \
+    + RACE_CLASSES[RESCUED + 1:] + ("lied about, written again: resent (dirty log)",)
+LIAR_COLOURS = np.vstack([RACE_COLOURS, [[204, 121, 167]]]).astype(np.float32)   # Okabe-Ito reddish purple
+LIAR_LETTERS = RACE_LETTERS + " L"
+
+
+def liar_classes(m) -> np.ndarray:
+    """:func:`race_classes`, with the RESCUED pages that the guest lied about moved to
+    LIED_RESENT (RESCUED keeps the pages it reported free honestly and then used)."""
+    cls = race_classes(m)
+    cls[(cls == RESCUED) & lied_mask(m)] = LIED_RESENT
+    return cls
+
+
+def liar_counts(m) -> dict:
+    c = np.bincount(liar_classes(m), minlength=len(LIAR_CLASSES))
+    return dict(zip(LIAR_CLASSES, c.tolist()))
 
 
 # ---------------------------------------------------------------------------- the timeline picture

@@ -75,9 +75,17 @@ def render(classes: np.ndarray, colours: np.ndarray, width: int = 1024, height: 
     for j in range(k):                               # k is small: pages per pixel
         acc += pal[cells[:, j]]
     img = (acc // k).astype(np.uint8).reshape(rows, width, 3)
-    for cls, alt in (_patterned(colours) if patterns else ()):
-        share = np.count_nonzero(cells == cls, axis=1).reshape(rows, width)
-        stripe(img, 2 * share >= k, alt)
+    patterned = _patterned(colours) if patterns else ()
+    if patterned:
+        on = _stripe_pixels(rows, width)                 # only the pixels on a stripe line
+        flat, sub = img.reshape(-1, 3), cells[on]
+        for cls, alt in patterned:
+            lut = np.zeros(256, acc_t)
+            lut[cls] = 1
+            share = np.zeros(len(on), acc_t)
+            for j in range(k):
+                share += lut[sub[:, j]]
+            flat[on[2 * share >= k]] = alt
     return img
 
 
@@ -88,12 +96,22 @@ def _patterned(colours):
 
 
 STRIPE_PERIOD = 4
+_STRIPES: dict = {}
+
+
+def _stripe_pixels(rows: int, width: int, period: int = STRIPE_PERIOD) -> np.ndarray:
+    """Flat indices of the pixels of a (rows, width) image on a diagonal stripe line (cached)."""
+    key = (rows, width, period)
+    if key not in _STRIPES:
+        r, c = np.indices((rows, width), sparse=True)
+        _STRIPES[key] = np.flatnonzero((r + c) % period == 0)
+    return _STRIPES[key]
 
 
 def stripe(img: np.ndarray, mask: np.ndarray, alt, period: int = STRIPE_PERIOD) -> np.ndarray:
-    """Paint ``alt`` on the pixels of ``mask`` that lie on a diagonal line (one pixel in ``period``), in place."""
-    r, c = np.indices(mask.shape, sparse=True)
-    img[mask & ((r + c) % period == 0)] = alt
+    """Paint ``alt`` on the pixels of ``mask`` that lie on a diagonal stripe line, in place."""
+    on = _stripe_pixels(*mask.shape, period)
+    img.reshape(-1, 3)[on[mask.reshape(-1)[on]]] = alt
     return img
 
 

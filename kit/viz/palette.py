@@ -60,11 +60,13 @@ OVERVIEW = np.vstack([GUEST[:4], rgb(BLUE)])
 SHIFT = rgb(GREEN, VERMILLION, LIGHT_GREY, ORANGE)
 
 # A second cue, by colour: a page map draws the pixels where a class of this colour is most of
-# the pages with diagonal stripes of the second colour (one pixel in four), and its legend swatch
-# shows the same stripes.  Orange is the page map's "stale free page" (notebooks 00-02, 06) and
-# "free, sent anyway" (01); beside vermillion ("used", "LOST") it is the closest pair left under
-# deuteranopia (12.5 CIEDE2000), and it is the pair the RFC is about: used or free.
-PATTERNS = {ORANGE: WHITE}
+# the pages with diagonal white stripes (one pixel in four), and its legend swatch shows the
+# same stripes.  tests/test_palette.py asks for one on every page-map pair under 15 CIEDE2000:
+# - orange, the "stale free page" (00-02, 06) and "free, sent anyway" (01), is 12.5 from
+#   vermillion ("used", "LOST") under deuteranopia, and used-or-free is what the RFC is about;
+# - bluish green, "skipped as free" (00, 03, 04, 07) and "bit clear: free in the guest" (03),
+#   is 12.1 from sky blue ("sent as zero") and 12.4 from blue ("bit set") under tritanopia.
+PATTERNS = {ORANGE: WHITE, GREEN: WHITE}
 
 # ------------------------------------------------------------------ figures (matplotlib)
 MODES = {"original": VERMILLION, "pv": GREEN, "hint": BLUE, "report": ORANGE}

@@ -33,8 +33,8 @@ def test_static_picture_lays_out_images_legend_and_caption(monkeypatch):
     view.caption.value = "caption text"
     img = kw._picture_of(view.widget)
     page_map = np.asarray(Image.open(io.BytesIO(view.image.value)).convert("RGB"))
-    assert img.shape[1] >= 256 and img.shape[0] > 64 + 2 * 18
-    top = next(i for i in range(img.shape[0]) if (img[i:i + 64, :256] == page_map).all())
+    assert img.shape[1] >= 256 + 2 and img.shape[0] > 66 + 2 * 18
+    top = next(i for i in range(img.shape[0]) if (img[i:i + 64, 1:257] == page_map).all())
     assert top > 0                                            # the title above the map
     below = img[top + 64:].reshape(-1, 3)
     for c in pm.GUEST_COLOURS:                                # every legend square, in its colour
@@ -52,8 +52,9 @@ def test_static_picture_puts_hbox_children_side_by_side():
     a = widgets.Image(value=pm.png(np.zeros((10, 20, 3), np.uint8)), format="png")
     b = widgets.Image(value=pm.png(np.full((30, 5, 3), 7, np.uint8)), format="png")
     img = kw._picture_of(widgets.HBox([a, b]))
-    assert img.shape == (30, 20 + kw._GAP + 5, 3)
-    assert (img[:10, :20] == 0).all() and (img[:, -5:] == 7).all() and (img[10:, :20] == 255).all()
+    assert img.shape == (32, 22 + kw._GAP + 7, 3)
+    assert (img[1:11, 1:21] == 0).all() and (img[1:-1, -6:-1] == 7).all() and (img[12:, :22] == 255).all()
+    assert (img[0, :22] == 0xBB).all()                           # each image framed
 
 
 def test_striped_legend_squares_are_striped():

@@ -103,7 +103,8 @@ def _picture_of(w):
     if isinstance(w, widgets.Image):
         if not w.value:
             return None
-        return np.asarray(PILImage.open(io.BytesIO(w.value)).convert("RGB"))
+        img = np.asarray(PILImage.open(io.BytesIO(w.value)).convert("RGB"))
+        return np.pad(img, ((1, 1), (1, 1), (0, 0)), constant_values=0xBB)   # a frame: a blank map still shows
     if isinstance(w, widgets.HTML):
         value = w.value or ""
         items = [(c, alt, htmlmod.unescape(n).strip()) for alt, c, n in _LEGEND_ITEM.findall(value)]

@@ -155,7 +155,7 @@ def legend_html(names, colours) -> str:
     items = []
     for name, colour in zip(names, np.asarray(colours)):
         items.append(f'<span style="display:inline-block;width:0.9em;height:0.9em;'
-                     f'{swatch_css(colour)};border:1px solid #888;margin:0 0.3em 0 0.9em"></span>{name}')
+                     f'{swatch_css(colour)};border:1px solid {palette.MID_GREY};margin:0 0.3em 0 0.9em"></span>{name}')
     return "<div>" + "".join(items) + "</div>"
 
 

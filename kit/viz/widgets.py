@@ -91,7 +91,7 @@ def _text_image(lines, items=()):
         if alt:
             pm.stripe(swatch, np.ones(swatch.shape[:2], bool), palette.rgb(alt)[0])
         im.paste(PILImage.fromarray(swatch), (x, y + 2))
-        d.rectangle([x, y + 2, x + _FONT_SIZE - 2, y + _FONT_SIZE], outline="#888888")
+        d.rectangle([x, y + 2, x + _FONT_SIZE - 2, y + _FONT_SIZE], outline=palette.MID_GREY)
         d.text((x + _FONT_SIZE + 4, y), name, fill="black", font=font)
         x += int(iw)
     return np.asarray(im)

@@ -20,12 +20,13 @@ from .. import beyond
 from .. import scenario as _scenario
 from ..migration import MODES
 from ..units import GiB, MiB
+from . import palette
 from . import pagemap as pm
 from .performance import draw_breakdown
 
 MODE_LABELS = {"original": "original (QEMU 2.5)", "pv": "pv (the 2016 RFC)",
                "hint": "hint (free page hinting)", "report": "report (free page reporting)"}
-MODE_COLOURS = {"original": "#d62728", "pv": "#2ca02c", "hint": "#1f77b4", "report": "#ff7f0e"}
+MODE_COLOURS = palette.MODES
 WORKLOADS = ("idle", "hog", "dirtying")
 RAM_OPTIONS = (1, 2, 4, 8, 16, 32, 64)          # GiB, the explorer's slider
 

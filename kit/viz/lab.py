@@ -22,12 +22,13 @@ import numpy as np
 
 from ..lab import model as lm
 from ..units import MiB
+from . import palette
 
-HINT_COLOURS = {False: "#d62728", True: "#1f77b4"}     # as notebook 07: original red, hint blue
+HINT_COLOURS = palette.HINT     # as notebook 07: original red (vermillion), hint blue
 HINT_LABELS = {False: "hint off", True: "hint on"}
 MODEL_COLOUR = "k"
-PV_COLOUR = "#2ca02c"
-FATE_COLOURS = {"sent in full": "#1f77b4", "sent as zero": "#aec7e8", "skipped": "#2ca02c"}
+PV_COLOUR = palette.MODES["pv"]
+FATE_COLOURS = palette.FATES
 
 
 def onoff(hint) -> str:
@@ -208,7 +209,7 @@ def overlay_figure(cmp, rows, title=""):
         for i, r in enumerate(cells):
             key = (r["ram"], r["workload"], r["hint"])
             if r["role"] != "fit":
-                ax.axvspan(i - 0.5, i + 0.5, color="#eeeeee", zorder=0)
+                ax.axvspan(i - 0.5, i + 0.5, color=palette.PALE, zorder=0)
             _lab_bar(ax, i, r["lab"][f], r["lab-range"][f], values[f].get(key), r["hint"], scale)
             ax.plot(i, r["model"][f] / scale, "D", color=MODEL_COLOUR, ms=6, mfc="white", mew=1.5)
         ax.set_xticks(x, [f"{r['ram']}\n{r['workload']}\n{onoff(r['hint'])}" for r in cells], fontsize=7)
@@ -218,14 +219,14 @@ def overlay_figure(cmp, rows, title=""):
         top = ax.get_ylim()[1] * 1.12
         ax.set_ylim(0, top)
         for i, r in enumerate(cells):
-            ax.text(i, top * 0.97, r["role"], ha="center", va="top", fontsize=6, color="#555555")
+            ax.text(i, top * 0.97, r["role"], ha="center", va="top", fontsize=6, color=palette.TEXT_GREY)
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     handles = [Patch(color=HINT_COLOURS[False], alpha=0.75, label="lab, hint off (median)"),
                Patch(color=HINT_COLOURS[True], alpha=0.75, label="lab, hint on (median)"),
                Line2D([], [], color="k", marker="|", ls="none", label="lab min-max; dots: each run"),
                Line2D([], [], color=MODEL_COLOUR, marker="D", mfc="white", ls="none", label="model"),
-               Patch(color="#eeeeee", label="predicted (not fitted)")]
+               Patch(color=palette.PALE, label="predicted (not fitted)")]
     fig.legend(handles=handles, loc="upper center", ncol=5, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10, y=0.93)

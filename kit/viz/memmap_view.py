@@ -24,6 +24,7 @@ from ..guest import Guest
 from ..memmap import (FOUR_GIB, MACHINES, PCMemoryMap, layout_segments, pc_memory_map,
                       pfn_to_ram_page, shift_pfn_bitmap)
 from ..units import GiB, MiB, TARGET_PAGE_BITS, format_size
+from . import palette
 from . import pagemap as pm
 
 # ----------------------------------------------------------------------------- helpers
@@ -47,9 +48,9 @@ def fig_png(fig, dpi: int = 100) -> bytes:
 
 # ----------------------------------------------------------------------------- layout to scale
 
-LOW_RAM_COLOUR = "#2ca02c"
-HIGH_RAM_COLOUR = "#1f77b4"
-HOLE_COLOUR = "#d9d9d9"
+LOW_RAM_COLOUR = palette.MEMORY_MAP["below 4G"]
+HIGH_RAM_COLOUR = palette.MEMORY_MAP["above 4G"]
+HOLE_COLOUR = palette.MEMORY_MAP["PCI hole"]
 
 
 class LayoutDrawing:
@@ -258,7 +259,7 @@ def show_page_map(classes, names, colours, title="", caption="", width=1024, hei
 # ----------------------------------------------------------------------------- notebook 00: live guest
 
 OVERVIEW_CLASSES = ("used", "used, zero", "free, zero", "free, stale data", "dirty (logged by KVM)")
-OVERVIEW_COLOURS = np.vstack([pm.GUEST_COLOURS[:4], [[0, 150, 255]]]).astype(np.float32)
+OVERVIEW_COLOURS = palette.OVERVIEW
 OVERVIEW_LETTERS = "U u . s D"
 DIRTY = 4
 
@@ -365,7 +366,7 @@ def seed_figure(rows, width: float = 9.0):
     for ax, key, unit in ((axes[0], "total-time-ms", "total time (ms)"),
                           (axes[1], "transferred-kb", "transferred ram (KB)")):
         ax.bar(x - 0.2, [r["seed-" + key] for r in rows], 0.4, label="seed (Liang Li, 2016)",
-               color="#7f7f7f")
+               color=palette.REFERENCE)
         ax.bar(x + 0.2, [r[key] for r in rows], 0.4, label="model", color=HIGH_RAM_COLOUR)
         ax.set_xticks(x)
         ax.set_xticklabels(labels, fontsize=8)
@@ -382,7 +383,7 @@ def seed_figure(rows, width: float = 9.0):
 # ----------------------------------------------------------------------------- notebook 01: wrong shift
 
 SHIFT_CLASSES = ("used, sent", "used, skipped: LOST", "free, skipped", "free, sent anyway")
-SHIFT_COLOURS = np.array([[44, 160, 44], [214, 39, 40], [220, 220, 220], [255, 187, 120]], np.float32)
+SHIFT_COLOURS = palette.SHIFT
 SHIFT_LETTERS = "U X . w"
 USED_SENT, USED_LOST, FREE_SKIPPED, FREE_SENT = range(4)
 

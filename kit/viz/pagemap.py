@@ -13,18 +13,17 @@ import io
 import numpy as np
 
 from ..migration import STATE_NAMES
+from . import palette
 
 # Guest view (what the guest knows about each page)
 USED, USED_ZERO, FREE_ZERO, FREE_STALE, HOLE = range(5)
 GUEST_CLASSES = ("used", "used, zero", "free, zero", "free, stale data", "PCI hole")
-GUEST_COLOURS = np.array([[214, 39, 40], [255, 152, 150], [220, 220, 220], [255, 187, 120],
-                          [60, 60, 60]], np.float32)
+GUEST_COLOURS = palette.GUEST
 GUEST_LETTERS = "U u . s #"
 
 # Migration view: kit.migration.PENDING .. REDIRTIED
 MIGRATION_CLASSES = STATE_NAMES
-MIGRATION_COLOURS = np.array([[200, 200, 200], [44, 160, 44], [174, 199, 232], [31, 119, 180],
-                              [214, 39, 40]], np.float32)
+MIGRATION_COLOURS = palette.MIGRATION
 MIGRATION_LETTERS = "- f z N D"
 
 
@@ -54,8 +53,13 @@ def migration_classes(migration) -> np.ndarray:
     return migration.page_state
 
 
-def render(classes: np.ndarray, colours: np.ndarray, width: int = 1024, height: int | None = None):
-    """An RGB uint8 image (height, width, 3) of ``classes``, pages left to right, top to bottom."""
+def render(classes: np.ndarray, colours: np.ndarray, width: int = 1024, height: int | None = None,
+           patterns: bool = True):
+    """An RGB uint8 image (height, width, 3) of ``classes``, pages left to right, top to bottom.
+
+    With ``patterns``, a class whose colour is in :data:`kit.viz.palette.PATTERNS` gets its second
+    cue: the pixels where it is at least half of the pages are striped (:func:`stripe`).
+    """
     n = len(classes)
     if height is None:
         height = max(1, min(512, -(-n // width)))
@@ -70,7 +74,57 @@ def render(classes: np.ndarray, colours: np.ndarray, width: int = 1024, height: 
     acc = np.zeros((rows * width, 3), acc_t)
     for j in range(k):                               # k is small: pages per pixel
         acc += pal[cells[:, j]]
-    return (acc // k).astype(np.uint8).reshape(rows, width, 3)
+    img = (acc // k).astype(np.uint8).reshape(rows, width, 3)
+    patterned = _patterned(colours) if patterns else ()
+    if patterned:
+        on = _stripe_pixels(rows, width)                 # only the pixels on a stripe line
+        flat, sub = img.reshape(-1, 3), cells[on]
+        for cls, alt in patterned:
+            lut = np.zeros(256, acc_t)
+            lut[cls] = 1
+            share = np.zeros(len(on), acc_t)
+            for j in range(k):
+                share += lut[sub[:, j]]
+            flat[on[2 * share >= k]] = alt
+    return img
+
+
+def _patterned(colours):
+    """``(class, alt colour)`` for the classes of ``colours`` that carry a stripe pattern."""
+    return [(i, palette.rgb(palette.PATTERNS[h])[0].astype(np.uint8))
+            for i, h in enumerate(palette.hex_of(c) for c in np.asarray(colours)) if h in palette.PATTERNS]
+
+
+STRIPE_PERIOD = 4
+_STRIPES: dict = {}
+
+
+def _stripe_pixels(rows: int, width: int, period: int = STRIPE_PERIOD) -> np.ndarray:
+    """Flat indices of the pixels of a (rows, width) image on a diagonal stripe line (cached)."""
+    key = (rows, width, period)
+    if key not in _STRIPES:
+        r, c = np.indices((rows, width), sparse=True)
+        _STRIPES[key] = np.flatnonzero((r + c) % period == 0)
+    return _STRIPES[key]
+
+
+def stripe(img: np.ndarray, mask: np.ndarray, alt, period: int = STRIPE_PERIOD) -> np.ndarray:
+    """Paint ``alt`` on the pixels of ``mask`` that lie on a diagonal stripe line, in place."""
+    on = _stripe_pixels(*mask.shape, period)
+    img.reshape(-1, 3)[on[mask.reshape(-1)[on]]] = alt
+    return img
+
+
+def upscale(classes: np.ndarray, colours, width: int, scale: int) -> np.ndarray:
+    """One cell of ``scale`` x ``scale`` pixels per page, ``width`` pages a row, stripes drawn at full size."""
+    img = render(classes, colours, width, -(-len(classes) // width), patterns=False)
+    big = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+    padded = np.full(img.shape[0] * width, 255, np.int32)
+    padded[: len(classes)] = classes
+    grid = padded.reshape(img.shape[0], width)
+    for cls, alt in _patterned(colours):
+        stripe(big, np.repeat(np.repeat(grid == cls, scale, axis=0), scale, axis=1), alt)
+    return big
 
 
 def png(image: np.ndarray) -> bytes:
@@ -87,10 +141,28 @@ def text_strip(classes: np.ndarray, letters: str, start: int = 0, count: int = 6
     return "".join(table[c] for c in classes[start:start + count].tolist())
 
 
+def swatch_css(colour) -> str:
+    """CSS background of a legend square for one class colour (striped where the page map stripes it)."""
+    h = palette.hex_of(colour)
+    if h in palette.PATTERNS:
+        return (f"background:repeating-linear-gradient(-45deg,{palette.PATTERNS[h]} 0 1.5px,"
+                f"{h} 1.5px {STRIPE_PERIOD + 0.5}px)")
+    return f"background:{h}"
+
+
 def legend_html(names, colours) -> str:
     """A one-line HTML legend: a coloured square and a name per class."""
     items = []
-    for name, (r, g, b) in zip(names, colours.astype(int).tolist()):
+    for name, colour in zip(names, np.asarray(colours)):
         items.append(f'<span style="display:inline-block;width:0.9em;height:0.9em;'
-                     f'background:rgb({r},{g},{b});border:1px solid #888;margin:0 0.3em 0 0.9em"></span>{name}')
+                     f'{swatch_css(colour)};border:1px solid {palette.MID_GREY};margin:0 0.3em 0 0.9em"></span>{name}')
     return "<div>" + "".join(items) + "</div>"
+
+
+def legend_patch(name, colour):
+    """A matplotlib legend handle for one page-map class, hatched where the page map stripes it."""
+    from matplotlib.patches import Patch
+    h = palette.hex_of(colour)
+    if h in palette.PATTERNS:
+        return Patch(facecolor=h, edgecolor=palette.PATTERNS[h], hatch="////", linewidth=0, label=name)
+    return Patch(color=h, label=name)

@@ -36,6 +36,7 @@ from ..reference import SEED_2016
 from ..reproduce import reproduce_seed
 from ..scenario import Scenario
 from ..units import GiB, MiB, TARGET_PAGE_SIZE
+from . import palette
 
 PRESET = "seed-2016"
 MACHINE = "pc"
@@ -73,12 +74,8 @@ CAUSE_LABELS = {
 }
 CAUSE_SHORT = {"setup": "setup", "dirty-log-start": "dirty-log", "free-page-wait": "free-wait",
                "bitmap-sync": "syncs", "send-wire": "wire", "send-cpu": "cpu", "rate-limit-sleep": "sleep"}
-CAUSE_COLOURS = {
-    "setup": "#7f7f7f", "dirty-log-start": "#9467bd", "free-page-wait": "#2ca02c",
-    "bitmap-sync": "#8c564b", "send-wire": "#1f77b4", "send-cpu": "#d62728",
-    "rate-limit-sleep": "#bcbd22",
-}
-MODE_STYLE = {"original": dict(color="#d62728", marker="o"), "pv": dict(color="#2ca02c", marker="s")}
+CAUSE_COLOURS = palette.CAUSES
+MODE_STYLE = {"original": dict(color=palette.MODES["original"], marker="o"), "pv": dict(color=palette.MODES["pv"], marker="s")}
 MODES = ("original", "pv")
 
 

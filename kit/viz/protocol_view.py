@@ -21,6 +21,7 @@ from ..bitmap import count_bits, pack_bitmap, unpack_bitmap
 from ..guest import MAX_ORDER
 from ..guest.balloon_driver import GUEST_FEATURES, VirtioBalloonDriver
 from ..units import format_size
+from . import palette
 from . import pagemap as pm
 
 __all__ = ["FEATURES", "VIRTQUEUES", "feature_table", "virtqueue_table", "negotiation",
@@ -208,12 +209,12 @@ def request_steps(log, *, low_mem: int, free_count: int | None = None, bitmap=No
 
 
 BITMAP_CLASSES = ("bit clear: used (or padding)", "bit set: free in the guest", "not allocated yet")
-BITMAP_COLOURS = np.array([[214, 39, 40], [44, 160, 44], [255, 255, 255]], np.float32)
+BITMAP_COLOURS = palette.BITMAP
 BITMAP_LETTERS = "0 1 -"
 
 
-def _box(text, on, colour="#ffe08a") -> str:
-    bg = colour if on else "#f4f4f4"
+def _box(text, on, colour=palette.HIGHLIGHT) -> str:
+    bg = colour if on else palette.OFF_BOX
     weight = "bold" if on else "normal"
     return (f"<td style='padding:3px 8px;border:1px solid #bbb;background:{bg};"
             f"font-weight:{weight};text-align:center'>{html.escape(text)}</td>")
@@ -308,12 +309,12 @@ class ProtocolStepper:
                 mark = "&#9472;" * 6
             else:
                 mark = ""
-            arrow.append(f"<td style='text-align:center;color:#c04000'>{mark}</td>")
+            arrow.append(f"<td style='text-align:center;color:{palette.ARROW}'>{mark}</td>")
         return (f"<table style='border-collapse:collapse'><tr>{cells}</tr>"
                 f"<tr>{''.join(arrow)}</tr></table>")
 
     def status_html(self, status: str) -> str:
-        boxes = "<td>&rarr;</td>".join(_box(s, s == status, "#9fd89f") for s in STATUSES)
+        boxes = "<td>&rarr;</td>".join(_box(s, s == status, palette.STATUS_ON) for s in STATUSES)
         return (f"<table style='border-collapse:collapse'><tr><td>req_status&nbsp;</td>"
                 f"{boxes}<td>&rarr; NOT_STARTED</td></tr></table>")
 
@@ -430,7 +431,6 @@ def bitmap_text(guest, bits, start: int, count: int = 64) -> str:
 def plot_guest_and_bitmap(guest, bits, width: int = 1024, height: int = 96, figsize=(10, 3.4)):
     """Two page maps, ram_addr order: the guest's pages, and the bitmap built from its free lists."""
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
     gimg = pm.render(pm.guest_classes(guest, "ram"), pm.GUEST_COLOURS, width, height)
     bimg = pm.render(np.asarray(bits, np.uint8), BITMAP_COLOURS, width, height)
     fig, axes = plt.subplots(2, 1, figsize=figsize)
@@ -441,7 +441,7 @@ def plot_guest_and_bitmap(guest, bits, width: int = 1024, height: int = 96, figs
         ax.set_title(title, fontsize=10, loc="left")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.legend(handles=[Patch(color=c / 255, label=nm) for nm, c in zip(names, colours)],
+        ax.legend(handles=[pm.legend_patch(nm, c) for nm, c in zip(names, colours)],
                   loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     return fig

@@ -36,6 +36,7 @@ from ..bitmap import unpack_bitmap
 from ..costmodel import get_preset
 from ..guest import Workload
 from ..units import MiB
+from . import palette
 from . import pagemap as pm
 from .player import make_migration, setup_rows
 
@@ -102,7 +103,7 @@ def unprotected_ms(m) -> float:
 RESCUED, LOST = 4, 5
 RACE_CLASSES = pm.GUEST_CLASSES[:4] + ("reported free, then used: resent (dirty log)",
                                        "LOST: in use, destination copy stale")
-RACE_COLOURS = np.vstack([pm.GUEST_COLOURS[:4], [[31, 119, 180], [0, 0, 0]]]).astype(np.float32)
+RACE_COLOURS = palette.RACE
 RACE_LETTERS = "U u . s R X"
 
 
@@ -154,9 +155,7 @@ def zoom_png(classes, start: int, count: int = 1024, width: int = 64, scale: int
              colours=RACE_COLOURS) -> bytes:
     """PNG of pages [start, start + count), one cell of ``scale`` x ``scale`` pixels per page."""
     start = max(0, min(int(start), len(classes) - 1))
-    img = pm.render(np.asarray(classes)[start:start + count], colours, width, -(-count // width))
-    img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
-    return pm.png(img)
+    return pm.png(pm.upscale(np.asarray(classes)[start:start + count], colours, width, scale))
 
 
 def zoom_pair_png(migrations, start: int, count: int = 1024, width: int = 64, scale: int = 7,
@@ -164,8 +163,7 @@ def zoom_pair_png(migrations, start: int, count: int = 1024, width: int = 64, sc
     """Zooms (:func:`zoom_png`) of the same pages in several migrations, side by side."""
     imgs = []
     for m in migrations:
-        img = pm.render(race_classes(m)[start:start + count], RACE_COLOURS, width, -(-count // width))
-        imgs.append(np.repeat(np.repeat(img, scale, axis=0), scale, axis=1))
+        imgs.append(pm.upscale(race_classes(m)[start:start + count], RACE_COLOURS, width, scale))
     parts = []
     for i, img in enumerate(imgs):
         if i:
@@ -209,17 +207,18 @@ def liar_counts(m) -> dict:
 
 # ---------------------------------------------------------------------------- the timeline picture
 _STEP_STYLE = {           # kind -> (colour, label)
-    "bitmap": ("#c7c7c7", "ram_save_setup: mark dirty_memory"),
-    "dirty-log-start": ("#2ca02c", "memory_global_dirty_log_start"),
-    "free-pages-done": ("#ff7f0e", "guest walks its free lists, QEMU polls every 1 ms"),
-    "free-pages-timeout": ("#ff7f0e", "guest walks its free lists, QEMU polls every 1 ms"),
-    "filter": ("#9467bd", "filter_out_guest_free_pages"),
-    "filter-skipped": ("#9467bd", "filter_out_guest_free_pages"),
-    "sync": ("#1f77b4", "migration_bitmap_sync"),
+    "bitmap": (palette.STEPS["bitmap"], "ram_save_setup: mark dirty_memory"),
+    "dirty-log-start": (palette.STEPS["dirty-log-start"], "memory_global_dirty_log_start"),
+    "free-pages-done": (palette.STEPS["free-pages"], "guest walks its free lists, QEMU polls every 1 ms"),
+    "free-pages-timeout": (palette.STEPS["free-pages"], "guest walks its free lists, QEMU polls every 1 ms"),
+    "filter": (palette.STEPS["filter"], "filter_out_guest_free_pages"),
+    "filter-skipped": (palette.STEPS["filter"], "filter_out_guest_free_pages"),
+    "sync": (palette.STEPS["sync"], "migration_bitmap_sync"),
 }
 
 
-_LOG_ON = "#0b5d1e"
+_LOG_ON = palette.STEPS["log-on"]
+_UNPROTECTED = palette.STEPS["unprotected"]
 
 
 def plot_orders(runs: dict, ax=None, min_width_ms: float = 0.2):
@@ -262,7 +261,7 @@ def plot_orders(runs: dict, ax=None, min_width_ms: float = 0.2):
             ax.annotate("guest snapshot", (snap, y + 0.36), xytext=(4, 4), textcoords="offset points",
                         fontsize=8)
             if snap < on:
-                ax.barh(y, on - snap, left=snap, height=0.86, color="none", edgecolor="#d62728",
+                ax.barh(y, on - snap, left=snap, height=0.86, color="none", edgecolor=_UNPROTECTED,
                         hatch="///", linewidth=1.0)
     ax.set_xlim(lo - 3, hi + 1.5)
     ax.set_ylim(-0.7, len(labels) - 0.3)
@@ -270,7 +269,7 @@ def plot_orders(runs: dict, ax=None, min_width_ms: float = 0.2):
     ax.set_xlabel(f"simulated time (ms); ram_save_setup's fixed part runs from 0 to {lo:.1f} ms")
     handles = [Patch(color=c, label=n) for n, c in seen.items()]
     handles.append(Patch(color=_LOG_ON, label="KVM's dirty log is on (thin band)"))
-    handles.append(Patch(facecolor="none", edgecolor="#d62728", hatch="///",
+    handles.append(Patch(facecolor="none", edgecolor=_UNPROTECTED, hatch="///",
                          label="guest runs after its snapshot, log off: writes here are lost"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
@@ -411,7 +410,7 @@ def plot_trials(rows, axes=None):
     wrong = np.array([r["lost_wrong"] for r in rows])
     top = max(1, int(wrong.max()))
     bins = np.linspace(0, top, 21)
-    axes[0].hist([right, wrong], bins=bins, label=[RIGHT, WRONG], color=["#2ca02c", "#d62728"])
+    axes[0].hist([right, wrong], bins=bins, label=[RIGHT, WRONG], color=[palette.RIGHT_WRONG["right"], palette.RIGHT_WRONG["wrong"]])
     axes[0].set_xlabel("lost pages in one migration")
     axes[0].set_ylabel("trials")
     axes[0].legend(fontsize=8)
@@ -419,8 +418,8 @@ def plot_trials(rows, axes=None):
     x = np.array([r["churn_x_gap"] for r in rows])
     kept = np.array([r["pool_s"] > r["time_wrong"] * 1e-3 for r in rows])
     axes[1].plot([0, x.max()], [0, x.max()], color="grey", lw=0.8, label="lost = churn x gap")
-    axes[1].scatter(x[kept], wrong[kept], s=18, color="#d62728", label="a churned page lives longer than the migration")
-    axes[1].scatter(x[~kept], wrong[~kept], s=18, facecolor="none", edgecolor="#d62728",
+    axes[1].scatter(x[kept], wrong[kept], s=18, color=palette.RIGHT_WRONG["wrong"], label="a churned page lives longer than the migration")
+    axes[1].scatter(x[~kept], wrong[~kept], s=18, facecolor="none", edgecolor=palette.RIGHT_WRONG["wrong"],
                     label="shorter: some are free again at switch-over")
     axes[1].set_xlabel("churn rate x unprotected time (pages)")
     axes[1].set_ylabel("lost pages (wrong order)")

@@ -18,6 +18,7 @@ import html
 import numpy as np
 
 from ..migration import SKIPPED_FREE
+from . import palette
 from . import pagemap as pm
 
 __all__ = ["CLEAR", "SET", "CLEAR_FREE", "NONE", "SETUP_CLASSES", "SETUP_COLOURS", "SETUP_LETTERS",
@@ -27,8 +28,7 @@ __all__ = ["CLEAR", "SET", "CLEAR_FREE", "NONE", "SETUP_CLASSES", "SETUP_COLOURS
 CLEAR, SET, CLEAR_FREE, NONE = range(4)
 SETUP_CLASSES = ("bit clear", "bit set: page to send", "bit clear: free in the guest",
                  "not allocated yet")
-SETUP_COLOURS = np.array([[225, 225, 225], [31, 119, 180], [44, 160, 44], [255, 255, 255]],
-                         np.float32)
+SETUP_COLOURS = palette.SETUP
 SETUP_LETTERS = ". # f -"
 
 MIGRATION_BITMAP = "migration bitmap"
@@ -279,7 +279,6 @@ def bulk_table(runs: dict) -> str:
 def plot_page_states(runs: dict, width: int = 1024, height: int = 64, figsize=(10, 2.8)):
     """One page map per finished migration: what happened to each page."""
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
     fig, axes = plt.subplots(len(runs), 1, figsize=figsize, squeeze=False)
     for ax, (label, m) in zip(axes[:, 0], runs.items()):
         img = pm.render(pm.migration_classes(m), pm.MIGRATION_COLOURS, width, height)
@@ -287,7 +286,7 @@ def plot_page_states(runs: dict, width: int = 1024, height: int = 64, figsize=(1
         ax.set_title(label, fontsize=10, loc="left")
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0, 0].legend(handles=[Patch(color=c / 255, label=n)
+    axes[0, 0].legend(handles=[pm.legend_patch(n, c)
                                for n, c in zip(pm.MIGRATION_CLASSES, pm.MIGRATION_COLOURS)],
                       loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()

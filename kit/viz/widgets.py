@@ -5,8 +5,15 @@ nbval, works in Voila); heavy controls use ``continuous_update=False``.
 """
 from __future__ import annotations
 
-import ipywidgets as widgets
+import html as htmlmod
+import io
+import re
+import textwrap
 
+import ipywidgets as widgets
+import numpy as np
+
+from . import palette
 from . import pagemap as pm
 
 
@@ -50,3 +57,95 @@ def info_migrate_html(stats: dict) -> str:
             ("dirty sync count", ram["dirty-sync-count"])]
     body = "".join(f"<tr><td>{k}</td><td style='text-align:right'>{v}</td></tr>" for k, v in rows)
     return f"<table style='font-family:monospace'>{body}</table>"
+
+
+# ----------------------------------------------------------------------------- a static picture
+
+_LEGEND_ITEM = re.compile(r"background:(?:repeating-linear-gradient\(-45deg,(#[0-9A-Fa-f]{6}) [^,]*,)?"
+                          r"(#[0-9A-Fa-f]{6})[^>]*></span>([^<]*)")
+_FONT_SIZE, _GAP = 13, 8
+
+
+def _font():
+    from matplotlib import font_manager
+    from PIL import ImageFont
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), _FONT_SIZE)
+
+
+def _text_image(lines, items=()):
+    """Lines of text, then legend ``items`` ``[(colour, stripe colour or None, name)]``, as RGB."""
+    from PIL import Image as PILImage, ImageDraw
+    font, line_h = _font(), _FONT_SIZE + 5
+    draw = ImageDraw.Draw(PILImage.new("RGB", (1, 1)))
+    widths = [draw.textlength(t, font=font) for t in lines]
+    item_w = [_FONT_SIZE + 6 + draw.textlength(n, font=font) + 14 for _, _, n in items]
+    w = int(max(widths + [sum(item_w)] + [1])) + 4
+    im = PILImage.new("RGB", (w, line_h * (len(lines) + bool(items)) + 2), "white")
+    d = ImageDraw.Draw(im)
+    for i, t in enumerate(lines):
+        d.text((2, i * line_h), t, fill="black", font=font)
+    x, y = 2, line_h * len(lines) + 2
+    for (colour, alt, name), iw in zip(items, item_w):
+        swatch = np.empty((_FONT_SIZE - 1, _FONT_SIZE - 1, 3), np.uint8)
+        swatch[:] = palette.rgb(colour)[0]
+        if alt:
+            pm.stripe(swatch, np.ones(swatch.shape[:2], bool), palette.rgb(alt)[0])
+        im.paste(PILImage.fromarray(swatch), (x, y + 2))
+        d.rectangle([x, y + 2, x + _FONT_SIZE - 2, y + _FONT_SIZE], outline=palette.MID_GREY)
+        d.text((x + _FONT_SIZE + 4, y), name, fill="black", font=font)
+        x += int(iw)
+    return np.asarray(im)
+
+
+def _picture_of(w):
+    """An RGB array of what ``w`` shows: its images, legends and short texts, laid out as its boxes."""
+    from PIL import Image as PILImage
+    if isinstance(w, widgets.Image):
+        if not w.value:
+            return None
+        img = np.asarray(PILImage.open(io.BytesIO(w.value)).convert("RGB"))
+        return np.pad(img, ((1, 1), (1, 1), (0, 0)), constant_values=0xBB)   # a frame: a blank map still shows
+    if isinstance(w, widgets.HTML):
+        value = w.value or ""
+        items = [(c, alt, htmlmod.unescape(n).strip()) for alt, c, n in _LEGEND_ITEM.findall(value)]
+        if items:
+            return _text_image([], items)
+        text = htmlmod.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<br\s*/?>", "\n", value)))
+        lines = [" ".join(t.split()) for t in text.split("\n")]
+        lines = [t for t in lines if t]
+        if not lines or "<table" in value or len(" ".join(lines)) > 400:
+            return None
+        return _text_image([x for t in lines for x in textwrap.wrap(t, 140)])
+    if isinstance(w, widgets.Box) and w.layout.display != "none":
+        parts = [p for p in (_picture_of(c) for c in w.children) if p is not None]
+        if not parts:
+            return None
+        horizontal = isinstance(w, widgets.HBox)
+        h = (max if horizontal else sum)(p.shape[0] for p in parts) + (0 if horizontal else _GAP * (len(parts) - 1))
+        wd = (sum if horizontal else max)(p.shape[1] for p in parts) + (_GAP * (len(parts) - 1) if horizontal else 0)
+        out = np.full((h, wd, 3), 255, np.uint8)
+        at = 0
+        for p in parts:
+            if horizontal:
+                out[: p.shape[0], at: at + p.shape[1]] = p
+                at += p.shape[1] + _GAP
+            else:
+                out[at: at + p.shape[0], : p.shape[1]] = p
+                at += p.shape[0] + _GAP
+        return out
+    return None
+
+
+def static_picture(view):
+    """Show the picture a widget view draws first as a plain PNG output, for readers who cannot run it.
+
+    ``view`` is one of the kit's views (anything with a ``.widget``) or a widget.  Its images,
+    its page-map legends and its short texts are laid out as its boxes lay them out, into one
+    PNG: a real image output (GitHub and nbviewer show it), not saved widget state.  The cell's
+    text output is ``<IPython.core.display.Image object>`` whatever the picture.
+    """
+    from IPython.display import Image, display
+    img = _picture_of(getattr(view, "widget", view))
+    if img is None:
+        raise ValueError("this widget shows no picture yet")
+    display(Image(data=pm.png(img), format="png"))

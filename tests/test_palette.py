@@ -39,6 +39,7 @@ PAGE_MAPS = {
     "setup bitmaps (03)": (sv.SETUP_CLASSES, sv.SETUP_COLOURS),
     "free-page bitmap (02)": (pv.BITMAP_CLASSES, pv.BITMAP_COLOURS),
     "races (06)": (races.RACE_CLASSES, races.RACE_COLOURS),
+    "races with the liar apart (06)": (races.LIAR_CLASSES, races.LIAR_COLOURS),
     "live guest (00)": (mv.OVERVIEW_CLASSES, mv.OVERVIEW_COLOURS),
     "wrong shift (01)": (mv.SHIFT_CLASSES, mv.SHIFT_COLOURS),
 }

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import downtime as dt
 from ..scenario import Scenario
+from . import palette
 
 __all__ = ["GUESTS", "MODE_STYLE", "downtime_png", "point_html", "DowntimeExplorer"]
 
@@ -24,8 +25,8 @@ GUESTS = {
     "8 GiB idle (cover letter)": Scenario(ram="8G", workload="idle", track_pages=False),
     "8 GiB after the hog (cover letter)": Scenario(ram="8G", workload="hog", track_pages=False),
 }
-MODE_STYLE = {"original": ("#555555", "o", "-"), "pv": ("#0072B2", "s", "-"),
-              "hint": ("#E69F00", "^", "--")}
+MODE_STYLE = {"original": (palette.MODES["original"], "o", "-"), "pv": (palette.MODES["pv"], "s", "-"),
+              "hint": (palette.MODES["hint"], "^", "--")}
 MODE_LABEL = {"original": "original", "pv": "pv (the RFC)", "hint": "free page hinting"}
 
 
@@ -38,8 +39,8 @@ def downtime_png(curves: dict, limit_ms: float, point: dict, title: str = "", dp
     FigureCanvasAgg(fig)
     ad, at = fig.subplots(1, 2)
     top = max(max(curves[m]["limit-ms"]) for m in curves)
-    ad.plot([0, top], [0, top], color="#bbbbbb", lw=1, zorder=0)
-    ad.text(top * 0.62, top * 0.70, "downtime = limit", color="#888888", rotation=0, fontsize=8)
+    ad.plot([0, top], [0, top], color=palette.GREY, lw=1, zorder=0)
+    ad.text(top * 0.62, top * 0.70, "downtime = limit", color=palette.MID_GREY, rotation=0, fontsize=8)
     for mode, c in curves.items():
         colour, marker, ls = MODE_STYLE[mode]
         ad.plot(c["limit-ms"], c["downtime-ms"], ls, color=colour, marker=marker, ms=4, label=MODE_LABEL[mode])

@@ -54,6 +54,7 @@ SETUP = rgb(GREY, BLUE, GREEN, WHITE)
 BITMAP = rgb(VERMILLION, GREEN, WHITE)
 # kit.viz.races: the guest's four classes, then rescued (resent by the dirty log) and LOST
 RACE = np.vstack([GUEST[:4], rgb(BLUE, BLACK)])
+LIAR = np.vstack([RACE, rgb(YELLOW)])            # races, with the lied-about resent pages apart
 # kit.viz.memmap_view, notebook 00: the guest's four classes, then dirty (logged by KVM)
 OVERVIEW = np.vstack([GUEST[:4], rgb(BLUE)])
 # kit.viz.memmap_view, notebook 01: used, sent / used, skipped: LOST / free, skipped / free, sent anyway

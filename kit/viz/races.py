@@ -188,7 +188,7 @@ def lied_mask(m) -> np.ndarray:
 LIED_RESENT = 6
 LIAR_CLASSES = RACE_CLASSES[:RESCUED] + ("reported free honestly, then used: resent (dirty log)",) \
     + RACE_CLASSES[RESCUED + 1:] + ("lied about, written again: resent (dirty log)",)
-LIAR_COLOURS = np.vstack([RACE_COLOURS, [[204, 121, 167]]]).astype(np.float32)   # Okabe-Ito reddish purple
+LIAR_COLOURS = palette.LIAR
 LIAR_LETTERS = RACE_LETTERS + " L"
 
 

@@ -196,7 +196,7 @@ class MemoryMapWidget:
     """Machine dropdown, RAM slider (with a box to type into) and max-ram-below-4g slider over a
     to-scale layout picture.
 
-    The RAM slider runs from 0.5 to 16 GiB in steps of 1/8 GiB: 124 steps, a few pixels each
+    The RAM slider runs from 0.5 to 16 GiB in steps of 1/8 GiB: 124 steps, about 3 px each
     on a notebook's width, so a mouse can stop on 3.375 GiB as the arrow keys can; the box
     beside it takes any of those values typed in.  The picture is one persistent figure: each
     redraw moves its artists and encodes it (:func:`fig_png`); its margins are set once.
@@ -209,7 +209,7 @@ class MemoryMapWidget:
         self.machine = widgets.Dropdown(options=list(MACHINES), value=machine, description="machine")
         self.ram = widgets.FloatSlider(value=ram_gib, min=RAM_GIB_MIN, max=RAM_GIB_MAX, step=RAM_GIB_STEP,
                                        readout_format=".3f", description="-m (GiB)",
-                                       continuous_update=False, layout=widgets.Layout(width="560px"))
+                                       continuous_update=False, layout=widgets.Layout(width="640px"))
         self.ram_text = widgets.BoundedFloatText(value=ram_gib, min=RAM_GIB_MIN, max=RAM_GIB_MAX,
                                                  step=RAM_GIB_STEP, description="or type",
                                                  layout=widgets.Layout(width="150px"),

@@ -51,7 +51,7 @@ class DirtyMemory:
         if not len(pages):
             return
         np.bitwise_or.at(self.bits, pages >> 3, np.left_shift(1, pages & 7).astype(np.uint8))
-        self.chunk_dirty[np.unique(pages // CHUNK_PAGES)] = True
+        self.chunk_dirty[pages // CHUNK_PAGES] = True          # repeats are harmless here
 
     def assign_complement_packed(self, start: int, packed: np.ndarray, n: int) -> None:
         """Overwrite pages [start, start + n) with the complement of a packed bitmap of the same

@@ -152,3 +152,45 @@ def test_ex01_verdicts(n, check):
     assert not v.correct and "prediction" in v.message
     assert str(answer) not in v.message                  # nothing is given away
     assert "question" in ex01.scenario(n)
+
+# -- controls that behave as a student expects -------------------------------------
+
+def test_ram_slider_reaches_the_suggested_values_by_mouse_and_by_box():
+    w = mv.MemoryMapWidget(machine="pc", ram_gib=4.0)
+    r = w.ram
+    steps = round((r.max - r.min) / r.step)
+    assert steps <= 128                     # about 3 px a step on the 640 px slider
+    for gib in (2.75, 3.375, 3.5, 4.0, 6.0, 8.0):   # the values notebook 01 suggests
+        k = (gib - r.min) / r.step
+        assert abs(k - round(k)) < 1e-9 and r.min <= gib <= r.max
+    png = w.image.value
+    w.ram_text.value = 3.375                # typed into the box: the slider follows, and redraws
+    assert w.ram.value == 3.375 and w.mm == pc_memory_map(27 * GiB // 8, "pc")
+    assert w.image.value != png and "3,456 MiB" in w.values.value
+    w.ram.value = 3.5                       # and the box follows the slider
+    assert w.ram_text.value == 3.5
+
+
+def test_memory_map_redraw_keeps_its_layout():
+    w = mv.MemoryMapWidget(machine="pc", ram_gib=4.0)
+    box = w.drawing.ax.get_position().bounds
+    for gib in (0.5, 3.375, 16.0):
+        w.ram.value = gib
+        assert w.drawing.ax.get_position().bounds == box      # margins set once, never again
+    assert bytes(w.image.value).startswith(PNG_MAGIC)
+
+
+def test_live_guest_map_caption_keeps_its_line_count():
+    import re
+    live = mv.LiveGuestMap(ram="256M", workload="idle", seed=0)
+    states = [live.view.caption.value]
+    live.workload.value = "dirtying"
+    for _ in range(3):
+        live.button.click()
+        states.append(live.view.caption.value)
+    live.workload.value = "hog"
+    states.append(live.view.caption.value)
+    lines = [len(re.findall(r"<div style='white-space:nowrap", c)) for c in states]
+    heights = {re.search(r"height:([\d.]+em)", c).group(1) for c in states}
+    assert set(lines) == {mv.LiveGuestMap.CAPTION_LINES} and len(heights) == 1
+    assert len(set(states)) == len(states)  # and it still says something new each time

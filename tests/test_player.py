@@ -118,3 +118,40 @@ def test_exercise_3_sync_rounds_are_dirty_log_fetches():
 def test_exercise_answers_make_sense():
     assert ex04.skipped_fraction("2G") < ex04.skipped_fraction("8G")   # bigger guest, more left free
     assert ex04.pv_sync_rounds("dirtying") >= ex04.pv_sync_rounds("hog")
+
+
+def test_player_shows_setup_happening():
+    from kit.viz.player import setup_strip_html
+    p = BulkPlayer("2G", "hog", step_ms=50)
+    setup_end = max(m["setup-time"] for m in p.results.values())
+    assert setup_end > 100                   # the first two steps of Play land inside setup
+    shown = []
+    for t in (0, 50, 100):
+        p.seek(t)
+        shown.append({k: s.value for k, s in p.strips.items()})
+    for mode in p.strips:                    # each step changes what the player shows
+        assert len({s[mode] for s in shown}) == 3
+    assert "bitmap" in shown[0]["pv"] and "start dirty log" in shown[1]["pv"]
+    assert "in setup" in shown[2]["pv"] and "no page is sent before" in shown[2]["pv"]
+    p.seek(150)
+    assert all("done at" in s.value for s in p.strips.values())
+    steps = p.setup["pv"]
+    assert [r["kind"] for r in steps] == ["bitmap", "dirty-log-start", "free-pages-request",
+                                          "free-pages-done", "filter", "sync"]
+    assert setup_strip_html(steps, 0.0) != setup_strip_html(steps, 50.0)
+
+
+def test_page_map_view_skips_an_unchanged_picture():
+    import numpy as np
+    from kit.viz import pagemap as pm
+    from kit.viz.widgets import PageMapView
+    v = PageMapView("t", pm.MIGRATION_CLASSES, pm.MIGRATION_COLOURS, 64, 4)
+    seen = []
+    v.image.observe(lambda c: seen.append(c["new"]), names="value")
+    a = np.zeros(256, np.uint8)
+    v.update(a, "one")
+    v.update(a.copy(), "two")                # same classes: not encoded or sent again
+    assert len(seen) == 1 and v.caption.value == "two"
+    a[3] = 1
+    v.update(a)
+    assert len(seen) == 2

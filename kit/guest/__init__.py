@@ -17,6 +17,22 @@ __all__ = ["Guest", "GuestMemory", "DirtyLog", "BuddyAllocator", "OutOfMemory", 
 _FIRMWARE_FRAMES = 256      # the first MiB: real-mode area, BIOS data, EBDA; never given to the buddy allocator
 
 
+def _last_set(mask: np.ndarray, n: int) -> np.ndarray:
+    """The frame numbers of the ``n`` highest set entries of ``mask``, ascending.
+
+    Scans down from the top in chunks, so a 1 TiB guest does not index all its frames
+    (``np.flatnonzero(mask)[-n:]`` with ``n`` at most a quarter of the set entries)."""
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    chunk, start, have = 1 << 20, len(mask), 0
+    while start > 0 and have < n:
+        lo = max(0, start - chunk)
+        have += int(np.count_nonzero(mask[lo:start]))
+        start = lo
+    idx = np.flatnonzero(mask[start:]) + start
+    return idx[max(0, len(idx) - n):]
+
+
 class Guest:
     """A guest of ``mm.ram_size`` bytes that has booted and run ``workload``.
 
@@ -62,7 +78,7 @@ class Guest:
         # The kernel's mem_map comes from memblock before the buddy allocator exists, and on
         # x86 memblock allocates top-down (Linux 6.1 mm/memblock.c: bottom_up is false unless
         # movable_node is on), so it sits at the top of RAM.
-        top = np.flatnonzero(buddy.free)[len(np.flatnonzero(buddy.free)) - memmap:]
+        top = _last_set(buddy.free, memmap)
         buddy.free[top] = False
         mem.write(top)
         mem.write(buddy.alloc_pages_bulk(footprint))

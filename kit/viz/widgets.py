@@ -17,19 +17,42 @@ from . import palette
 from . import pagemap as pm
 
 
+def fixed_lines_html(lines, height_lines: int | None = None) -> str:
+    """``lines`` as a block of exactly ``height_lines`` lines (default: as many as given).
+
+    Each line stays on one line (no wrapping; what does not fit is cut at the edge), and the
+    block's height is fixed, so a caption whose numbers grow never moves the page below it.
+    """
+    lines = list(lines)
+    n = height_lines or len(lines)
+    if len(lines) > n:
+        raise ValueError(f"{len(lines)} lines do not fit in {n}")
+    lines += ["&nbsp;"] * (n - len(lines))
+    body = "".join(f"<div style='white-space:nowrap;overflow:hidden;text-overflow:ellipsis'>{x}</div>"
+                   for x in lines)
+    return f"<div class='kit-fixed-lines' style='line-height:1.4em;height:{1.4 * n:g}em'>{body}</div>"
+
+
 class PageMapView:
-    """A page map picture with a title and a legend; ``update(classes)`` redraws it."""
+    """A page map picture with a title and a legend; ``update(classes)`` redraws it.
+
+    A picture whose classes did not change since the last update is not encoded or sent again.
+    """
 
     def __init__(self, title: str, names, colours, width: int = 1024, height: int = 256):
         self.names, self.colours, self.width, self.height = names, colours, width, height
         self.title = widgets.HTML(f"<b>{title}</b>")
         self.image = widgets.Image(format="png", layout=widgets.Layout(width="100%"))
         self.caption = widgets.HTML("")
+        self._shown = None                  # the classes now in the picture (a copy)
         self.widget = widgets.VBox([self.title, self.image, widgets.HTML(pm.legend_html(names, colours)),
                                     self.caption])
 
     def update(self, classes, caption: str = ""):
-        self.image.value = pm.png(pm.render(classes, self.colours, self.width, self.height))
+        classes = np.asarray(classes)
+        if self._shown is None or not np.array_equal(classes, self._shown):
+            self.image.value = pm.png(pm.render(classes, self.colours, self.width, self.height))
+            self._shown = classes.copy()
         self.caption.value = caption
         return self
 

@@ -22,7 +22,7 @@ from kit.viz import palette
 from kit.viz import widgets as kw
 
 CONTROLS = {"Button", "Dropdown", "FloatSlider", "FloatLogSlider", "IntSlider", "SelectionSlider",
-            "ToggleButtons", "Play", "Checkbox"}
+            "ToggleButtons", "Play", "Checkbox", "BoundedFloatText"}
 DISPLAYS = {"HTML", "Image", "Label", "VBox", "HBox", "Box", "Layout", "IntProgress", "FloatProgress",
             "Output", "jslink"}
 

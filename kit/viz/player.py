@@ -24,6 +24,7 @@ from ..scenario import Scenario
 MODES = ("original", "pv")        # the two sides of the player: before and after the RFC
 from ..units import MiB, parse_size
 from . import pagemap as pm
+from . import palette
 
 MODE_TITLES = {"original": "ORIGINAL (QEMU 2.5)", "pv": "PATCHED (the RFC, pv)"}
 
@@ -176,7 +177,7 @@ def side_by_side_png(migrations, width=512, height=258, gap=12) -> bytes:
 # ---------------------------------------------------------------------------- setup, drawn
 SETUP_SHORT = {"bitmap": "bitmap", "dirty-log-start": "start dirty log", "free-pages-request": "request",
                "free-pages-done": "wait for the guest", "filter": "filter", "sync": "sync"}
-_STRIP_DONE, _STRIP_NOW, _STRIP_TODO = "#555555", "#aaaaaa", "#ffffff"
+_STRIP_DONE, _STRIP_NOW, _STRIP_TODO = palette.TEXT_GREY, palette.GREY, palette.WHITE
 
 
 def setup_steps(timeline) -> list[dict]:

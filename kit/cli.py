@@ -141,6 +141,12 @@ def build_parser():
         q.add_argument("--verify", action="store_true",
                        help="stress workload only: read the destination's memory and count lost pages")
         q.add_argument("--stress-args", default="", help="arguments of the stress workload (see kitmem.c)")
+        q.add_argument("--qemu", default=None, metavar="7.2|10.0",
+                       help="which QEMU: 7.2 is the system's (Debian 12), 10.0 is fetched from Debian's "
+                            "bookworm-backports into the lab cache, never installed (default: the system's)")
+        q.add_argument("--postcopy", action="store_true",
+                       help="set the postcopy-ram capability on both QEMUs (the run stays pre-copy; "
+                            "QEMU then starts no free page hinting)")
         q.add_argument("--no-tcg-workaround", action="store_true",
                        help="give the guest exactly --ram even on QEMU < 9.0, whose TCG dirty tracking "
                             "then misses writes (see kit/lab/qemu.py); to see the bug")
@@ -267,7 +273,8 @@ def _lab_config(a, **over):
     from .lab.experiment import parse_bandwidth
     return dict(bandwidth=parse_bandwidth(a.bandwidth), downtime_limit_ms=a.downtime_limit,
                 init_on_alloc=a.init_on_alloc, machine=a.machine, verify=a.verify,
-                stress_args=a.stress_args, tcg_workaround=False if a.no_tcg_workaround else None, **over)
+                stress_args=a.stress_args, tcg_workaround=False if a.no_tcg_workaround else None,
+                qemu=a.qemu, postcopy=a.postcopy, **over)
 
 
 class _ProgressLine:

@@ -150,6 +150,9 @@ def build_parser():
         q.add_argument("--no-tcg-workaround", action="store_true",
                        help="give the guest exactly --ram even on QEMU < 9.0, whose TCG dirty tracking "
                             "then misses writes (see kit/lab/qemu.py); to see the bug")
+        q.add_argument("--tcg-workaround", default="auto", metavar="auto|on|off",
+                       help="8 KiB less guest RAM against QEMU < 9.0's TCG bug: auto (on for QEMU < 9.0, "
+                            "the default), on (on any QEMU, e.g. 10.0, to compare) or off")
     return ap
 
 
@@ -269,11 +272,22 @@ def _on_off(text, what="--free-page-hint"):
     return t == "on"
 
 
+def _workaround(a):
+    t = str(a.tcg_workaround).strip().lower()
+    if t not in ("auto", "on", "off"):
+        raise KitError(f"--tcg-workaround {a.tcg_workaround}: expected auto, on or off")
+    if a.no_tcg_workaround:
+        if t == "on":
+            raise KitError("--no-tcg-workaround and --tcg-workaround on contradict each other: give one")
+        return False
+    return None if t == "auto" else t == "on"
+
+
 def _lab_config(a, **over):
     from .lab.experiment import parse_bandwidth
     return dict(bandwidth=parse_bandwidth(a.bandwidth), downtime_limit_ms=a.downtime_limit,
                 init_on_alloc=a.init_on_alloc, machine=a.machine, verify=a.verify,
-                stress_args=a.stress_args, tcg_workaround=False if a.no_tcg_workaround else None,
+                stress_args=a.stress_args, tcg_workaround=_workaround(a),
                 qemu=a.qemu, postcopy=a.postcopy, **over)
 
 

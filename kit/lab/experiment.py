@@ -303,9 +303,14 @@ def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp, progress):
                 raise LabError("the destination was still loading 30 s after the source completed")
             time.sleep(0.05)
         row["verify"] = verify_destination(dst, ram_mib, tmp, log=log, machine=cfg.machine)
-        row["src-dst-diff"] = diff_source_destination(src, dst, ram_mib, tmp, machine=cfg.machine)
-        log(f"source vs destination: {row['src-dst-diff']['pages-differ']} pages differ "
-            f"({row['src-dst-diff']['differ-dst-zero']} of them zero on the destination)")
+        diff = row["src-dst-diff"] = diff_source_destination(src, dst, ram_mib, tmp, machine=cfg.machine,
+                                                             hint=cfg.free_page_hint)
+        row["verdict"] = {k: diff[k] for k in ("lost-writes", "harmless", "unplaced-not-counted", "rule")}
+        cls = diff["classes"]
+        log(f"source vs destination: {diff['pages-differ']} pages differ ({diff['differ-dst-zero']} of "
+            f"them zero on the destination): {cls['held-live']} held live by the guest (lost writes), "
+            f"{cls['free']} free (harmless), {cls['unplaced']} the dumps cannot place (kernel or free"
+            f"{', lost writes with hints off' if not cfg.free_page_hint else ', not counted'})")
         dst.qmp.execute("cont")
         t_done = time.monotonic()
 
@@ -324,8 +329,10 @@ def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp, progress):
     if bad:
         raise LabError(f"destination console shows {bad.group(0)!r} after switch-over")
     health["alive"] = dst.alive()
-    if cfg.verify and row["verify"]["lost-pages"]:
-        raise LabError(f"verify: {row['verify']['lost-pages']} lost pages on the destination")
+    if cfg.verify and (row["verify"]["lost-pages"] or row["verdict"]["lost-writes"]):
+        raise LabError(f"verify: {row['verdict']['lost-writes']} lost writes (pages the guest holds, "
+                       f"differing from the paused source); the stamp check counts "
+                       f"{row['verify']['lost-pages']} lost pages on the destination")
 
 
 _TRACE_LINE = re.compile(r"^\d+@(\d+\.\d+):(\w+)(.*)$")

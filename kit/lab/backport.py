@@ -257,13 +257,14 @@ def _fetch(apt: PrivateApt, debs: Path, pkg: str, log) -> Path:
     return deb
 
 
-def missing_libraries(debs: list[Path], have=installed_version, ok=version_ok) -> list[str]:
-    """Packages named in the ``Depends`` of ``debs`` that the system lacks at the needed version
-    and that are not among ``debs`` themselves (or :data:`NOT_NEEDED`)."""
-    ours = {_deb_field(d, "Package") for d in debs}
+def missing_libraries(controls, have=installed_version, ok=version_ok) -> list[str]:
+    """Packages named in the ``Depends`` of ``controls`` (``(Package, Depends)`` pairs of the
+    fetched .debs) that the system lacks at the needed version and that are not fetched
+    already (nor :data:`NOT_NEEDED`).  An alternative ``a | b`` is met by either."""
+    ours = {name for name, _ in controls}
     out = []
-    for deb in debs:
-        for alts in parse_depends(_deb_field(deb, "Depends")):
+    for _, depends in controls:
+        for alts in parse_depends(depends):
             if any(name in ours or name in NOT_NEEDED for name, _, _ in alts):
                 continue
             if not any(ok(have(name), op, ver) for name, op, ver in alts):
@@ -271,6 +272,10 @@ def missing_libraries(debs: list[Path], have=installed_version, ok=version_ok) -
                 if name not in out:
                     out.append(name)
     return out
+
+
+def _controls(debs) -> list[tuple[str, str]]:
+    return [(_deb_field(d, "Package"), _deb_field(d, "Depends")) for d in debs]
 
 
 # --------------------------------------------------------------------------- the whole fetch
@@ -335,13 +340,13 @@ def fetch_backport(cache=None, log=lambda msg: None):
     debs_dir.mkdir(exist_ok=True)
     debs = [_fetch(apt, debs_dir, p, log) for p in PACKAGES]
     for _ in range(8):                      # libraries, then what they need, until none is missing
-        extra = missing_libraries(debs)
+        extra = missing_libraries(_controls(debs))
         if not extra:
             break
         debs += [_fetch(apt, debs_dir, p, log) for p in extra]
     else:
         raise BackportMissingError(f"the libraries QEMU {VERSION} needs keep needing more: "
-                                   f"{', '.join(missing_libraries(debs))}")
+                                   f"{', '.join(missing_libraries(_controls(debs)))}")
 
     root = base / "root"
     tmp = Path(tempfile.mkdtemp(dir=base, prefix=".unpack-"))

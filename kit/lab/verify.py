@@ -429,6 +429,7 @@ def classify_differences(gpa, held, dead, hint: bool, dst_zero=None) -> dict:
     dead = np.asarray(dead, dtype=bool)
     if held is None:                           # no control page: nothing can be placed
         is_held = np.zeros(gpa.shape, dtype=bool)
+        dead = np.zeros(gpa.shape, dtype=bool)
     else:
         held = np.asarray(held, dtype=U64)
         at = np.searchsorted(held, gpa)

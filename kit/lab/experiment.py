@@ -23,7 +23,7 @@ from ..errors import KitError, UnknownNameError
 from ..units import MiB, TARGET_PAGE_SIZE, parse_size
 from .errors import LabError, LabMissingError
 from .image import build_guest, cache_dir
-from .qemu import (BAD_CONSOLE, WORKAROUND_KIB, Qemu, check_qemu_choice, command_line,
+from .qemu import (BAD_CONSOLE, POSTCOPY_NO_HINTS, WORKAROUND_KIB, Qemu, check_qemu_choice, command_line,
                    needs_tcg_dirty_sync_workaround, ram_option, resolve_qemu, version_tuple)
 
 SCHEMA = "kit-lab-run/2"     # 2: the curve, the trace, paths relative to <tmp> and <cache>
@@ -182,6 +182,8 @@ def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None, progress=No
                                "RAMBlock that is a whole number of 256 KiB (fixed in 9.0 by 'physmem: Fix "
                                "migration dirty bitmap coherency with TCG memory access'); 8 KiB less "
                                "RAM takes the per-page sync that resets the TLB"}},
+           **({"postcopy": POSTCOPY_NO_HINTS | {"capability": "postcopy-ram", "started": False}}
+              if cfg.postcopy else {}),
            "guest": {
                "kernel-package": guest.kernel_package, "busybox-package": guest.busybox_package,
                "modules": list(guest.modules), "compiler": guest.compiler,

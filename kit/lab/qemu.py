@@ -112,6 +112,20 @@ TCG_DIRTY_SYNC_FIX = (9, 0)
 WORKAROUND_KIB = 8
 
 
+# QEMU does not start free page hinting at all while the postcopy-ram capability is on,
+# whether or not postcopy is ever started: the balloon's precopy notifier returns before it
+# asks the guest for hints.  The reason: a hinted page is cleared from the migration bitmap,
+# so if the destination, running under postcopy, faults on it and asks the source for it, the
+# source has nothing to send and the faulting thread waits until postcopy is over.  Commit
+# fd51e54fa102 "virtio-balloon: don't start free page hinting if postcopy is possible" (David
+# Hildenbrand, merged September 2021, first released in QEMU 6.2), so both lab QEMUs have it.
+POSTCOPY_NO_HINTS = {"commit": "fd51e54fa10221e5a8add894c38cc1cf199f4bc4",
+                     "title": "virtio-balloon: don't start free page hinting if postcopy is possible",
+                     "why": "with postcopy-ram on, QEMU never asks the guest for hints: a hinted page is "
+                            "clear in the migration bitmap, so a postcopy destination that faulted on it "
+                            "would wait for a page the source never sends"}
+
+
 def needs_tcg_dirty_sync_workaround(version: tuple) -> bool:
     return bool(version) and version < TCG_DIRTY_SYNC_FIX
 

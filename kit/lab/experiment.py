@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import KitError, UnknownNameError
 from ..units import MiB, TARGET_PAGE_SIZE, parse_size
-from .errors import LabError, LabMissingError
+from .errors import LabError
 from .image import build_guest, cache_dir
 from .qemu import (BAD_CONSOLE, POSTCOPY_NO_HINTS, WORKAROUND_KIB, Qemu, check_qemu_choice, command_line,
                    needs_tcg_dirty_sync_workaround, ram_option, resolve_qemu, version_tuple)

@@ -220,9 +220,9 @@ def check_headers(hdr: np.ndarray, tail: np.ndarray, addrs: np.ndarray) -> dict:
                 "error": "no kitmem control page in guest memory (is the stress workload running?)",
                 "pages-scanned": int(len(hdr))}
     (ctrl, ctrl_copies, n, g, cursor, live_rows, dead, h, slot, intact, torn_slots, want_gen, demand,
-     accept, gen, agen, s_ok, good, ag_prev) = (
+     accept, gen, agen, s_ok, good) = (
         ns.ctrl, ns.ctrl_copies, ns.n, ns.g, ns.cursor, ns.live_rows, ns.dead, ns.h, ns.slot, ns.intact,
-        ns.torn_slots, ns.want_gen, ns.demand, ns.accept, ns.gen, ns.agen, ns.s_ok, ns.good, ns.ag_prev)
+        ns.torn_slots, ns.want_gen, ns.demand, ns.accept, ns.gen, ns.agen, ns.s_ok, ns.good)
     good_count = np.bincount(slot[good], minlength=n)[:n]
     valid_count = np.bincount(slot[intact], minlength=n)[:n]
     torn_count = np.bincount(torn_slots, minlength=n)[:n]

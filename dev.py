@@ -70,7 +70,10 @@ SYSTEM_PACKAGES = [
     # `playwright install`).  Fonts are only Recommends of chromium.
     ("/usr/bin/chromium", ["chromium", "fonts-dejavu-core", "fonts-liberation"]),
     # tests/test_lab.py: real TCG migrations (the guest itself is fetched with
-    # apt-get download by kit/lab/image.py, nothing more is installed).
+    # apt-get download by kit/lab/image.py, nothing more is installed).  The
+    # second QEMU (10.0, tests/test_lab_backport.py) is not installed either:
+    # the test fetches it from bookworm-backports with a private apt
+    # configuration (kit/lab/backport.py), or skips saying why.
     ("qemu-system-x86_64", ["qemu-system-x86"]),
 ]
 

@@ -160,9 +160,18 @@ def build_parser():
         q.add_argument("--verify", action="store_true",
                        help="stress workload only: read the destination's memory and count lost pages")
         q.add_argument("--stress-args", default="", help="arguments of the stress workload (see kitmem.c)")
+        q.add_argument("--qemu", default=None, metavar="7.2|10.0",
+                       help="which QEMU: 7.2 is the system's (Debian 12), 10.0 is fetched from Debian's "
+                            "bookworm-backports into the lab cache, never installed (default: the system's)")
+        q.add_argument("--postcopy", action="store_true",
+                       help="set the postcopy-ram capability on both QEMUs (the run stays pre-copy; "
+                            "QEMU then starts no free page hinting)")
         q.add_argument("--no-tcg-workaround", action="store_true",
                        help="give the guest exactly --ram even on QEMU < 9.0, whose TCG dirty tracking "
                             "then misses writes (see kit/lab/qemu.py); to see the bug")
+        q.add_argument("--tcg-workaround", default="auto", metavar="auto|on|off",
+                       help="8 KiB less guest RAM against QEMU < 9.0's TCG bug: auto (on for QEMU < 9.0, "
+                            "the default), on (on any QEMU, e.g. 10.0, to compare) or off")
     return ap
 
 
@@ -290,11 +299,23 @@ def _on_off(text, what="--free-page-hint"):
     return t == "on"
 
 
+def _workaround(a):
+    t = str(a.tcg_workaround).strip().lower()
+    if t not in ("auto", "on", "off"):
+        raise KitError(f"--tcg-workaround {a.tcg_workaround}: expected auto, on or off")
+    if a.no_tcg_workaround:
+        if t == "on":
+            raise KitError("--no-tcg-workaround and --tcg-workaround on contradict each other: give one")
+        return False
+    return None if t == "auto" else t == "on"
+
+
 def _lab_config(a, **over):
     from .lab.experiment import parse_bandwidth
     return dict(bandwidth=parse_bandwidth(a.bandwidth), downtime_limit_ms=a.downtime_limit,
                 init_on_alloc=a.init_on_alloc, machine=a.machine, verify=a.verify,
-                stress_args=a.stress_args, tcg_workaround=False if a.no_tcg_workaround else None, **over)
+                stress_args=a.stress_args, tcg_workaround=_workaround(a),
+                qemu=a.qemu, postcopy=a.postcopy, **over)
 
 
 class _ProgressLine:

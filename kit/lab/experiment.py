@@ -21,10 +21,10 @@ from pathlib import Path
 
 from ..errors import KitError, UnknownNameError
 from ..units import MiB, TARGET_PAGE_SIZE, parse_size
-from .errors import LabError, LabMissingError
+from .errors import LabError
 from .image import build_guest, cache_dir
-from .qemu import (BAD_CONSOLE, WORKAROUND_KIB, Qemu, command_line, needs_tcg_dirty_sync_workaround,
-                   qemu_binary, qemu_version, ram_option, version_tuple)
+from .qemu import (BAD_CONSOLE, POSTCOPY_NO_HINTS, WORKAROUND_KIB, Qemu, check_qemu_choice, command_line,
+                   needs_tcg_dirty_sync_workaround, ram_option, resolve_qemu, version_tuple)
 
 SCHEMA = "kit-lab-run/2"     # 2: the curve, the trace, paths relative to <tmp> and <cache>
 WORKLOADS = ("idle", "hog", "dirtying", "stress")
@@ -56,6 +56,8 @@ class LabConfig:
     stress_args: str = ""   # passed to `kitmem stress` as kit.stress=a,b,c (see files/kitmem.c)
     poll_ms: int = 25       # query-migrate is polled this often during the migration (the curve)
     trace: bool = True      # record the source's trace events (kit/lab/qemu.py TRACE_EVENTS)
+    qemu: str | None = None  # None: the system's; "7.2" (the system's) or "10.0" (kit/lab/backport.py)
+    postcopy: bool = False  # the postcopy-ram capability on both sides (the run stays pre-copy)
 
     def check(self) -> int:
         """Validate; return the RAM in MiB.  Raises a KitError saying what to fix."""
@@ -79,6 +81,7 @@ class LabConfig:
             raise KitError("--bandwidth must be positive (bytes/s, e.g. 1G), or none")
         if not 1 <= self.hog_percent <= 100:
             raise KitError(f"hog percent {self.hog_percent} must be within 1..100")
+        check_qemu_choice(self.qemu)
         if self.verify and self.workload != "stress":
             raise KitError("--verify checks the stress workload's stamps: use --workload stress")
         return ram // MiB
@@ -153,14 +156,15 @@ def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None, progress=No
     ``progress(stage, remaining_bytes)`` is called as the run moves on: at each stage, and at
     every poll of the migration with QEMU's ``ram.remaining`` (None outside the migration)."""
     ram_mib = cfg.check()
-    binary = qemu_binary()
+    build = resolve_qemu(cfg.qemu, log=log)
+    binary = build.binary
     avail = _available_bytes()
     need = memory_needed(ram_mib)
     if avail is not None and avail < need:
         raise LabError(f"--ram {cfg.ram}: two QEMUs need about {need >> 20} MiB here, only "
                        f"{avail >> 20} MiB is available; use a smaller --ram (at most "
                        f"{largest_ram_mib(avail) // 1024}G fits now)")
-    version = qemu_version(binary)
+    version = build.version_line()
     workaround = (needs_tcg_dirty_sync_workaround(version_tuple(version))
                   if cfg.tcg_workaround is None else cfg.tcg_workaround)
     ram_kib = ram_mib * 1024 - (WORKAROUND_KIB if workaround else 0)
@@ -168,13 +172,18 @@ def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None, progress=No
     row = {"schema": SCHEMA, "status": "failed", "stage": "start", "error": None,
            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "config": dataclasses.asdict(cfg) | {"ram-mib": ram_mib},
-           "qemu": {"binary": binary, "version-line": version,
+           "qemu": build.record() | {"version-line": version,
                     "tcg-dirty-sync-workaround": {
                         "on": workaround, "m": ram_option(ram_mib, workaround),
+                        "default": needs_tcg_dirty_sync_workaround(version_tuple(version)),
+                        "set-by": "default for this QEMU's version" if cfg.tcg_workaround is None
+                                  else "asked for" if cfg.tcg_workaround else "--no-tcg-workaround",
                         "why": "QEMU < 9.0 under TCG misses writes after a migration bitmap sync of a "
                                "RAMBlock that is a whole number of 256 KiB (fixed in 9.0 by 'physmem: Fix "
                                "migration dirty bitmap coherency with TCG memory access'); 8 KiB less "
                                "RAM takes the per-page sync that resets the TLB"}},
+           **({"postcopy": POSTCOPY_NO_HINTS | {"capability": "postcopy-ram", "started": False}}
+              if cfg.postcopy else {}),
            "guest": {
                "kernel-package": guest.kernel_package, "busybox-package": guest.busybox_package,
                "modules": list(guest.modules), "compiler": guest.compiler,
@@ -184,13 +193,16 @@ def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None, progress=No
     with tempfile.TemporaryDirectory(prefix="kit-lab-") as tmp:
         tmp = Path(tmp)
         common = dict(ram_mib=ram_mib, kernel=guest.kernel, initrd=guest.initrd, workaround=workaround,
-                      append=cfg.append(), free_page_hint=cfg.free_page_hint, machine=cfg.machine)
+                      append=cfg.append(), free_page_hint=cfg.free_page_hint, machine=cfg.machine,
+                      firmware=build.firmware)
+        env = build.environ() if build.env else None
         trace = tmp / "src.trace" if cfg.trace else None
         src = Qemu("source", command_line(binary, qmp=tmp / "src.qmp", console=tmp / "src.console",
-                                          trace=trace, **common), tmp, tmp / "src.console", tmp / "src.qmp")
+                                          trace=trace, **common), tmp, tmp / "src.console", tmp / "src.qmp",
+                  env=env)
         dst = Qemu("destination", command_line(binary, qmp=tmp / "dst.qmp", console=tmp / "dst.console",
                                                incoming=True, paused=cfg.verify, **common),
-                   tmp, tmp / "dst.console", tmp / "dst.qmp")
+                   tmp, tmp / "dst.console", tmp / "dst.qmp", env=env)
         row["command-lines"] = {"source": src.cmd, "destination": dst.cmd}
         try:
             _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp, progress or (lambda stage, rem: None))
@@ -232,6 +244,13 @@ def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp, progress):
     row["stage"] = "destination"
     progress("destination", None)
     dst.start()
+    if cfg.postcopy:
+        # Both sides must have the capability (the destination before it listens).  The run
+        # never sends migrate-start-postcopy, so it completes as pre-copy: what changes is that
+        # QEMU does not start free page hinting at all (see kit/lab/qemu.py POSTCOPY_NO_HINTS).
+        for q in (dst, src):
+            q.qmp.execute("migrate-set-capabilities",
+                          capabilities=[{"capability": "postcopy-ram", "state": True}])
     dst.qmp.execute("migrate-incoming", uri="tcp:127.0.0.1:0")
     addr = dst.qmp.execute("query-migrate").get("socket-address") or []
     port = next((a.get("port") for a in addr if a.get("type") in ("inet", "tcp")), None)
@@ -242,6 +261,8 @@ def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp, progress):
     src.qmp.execute("migrate-set-parameters", **{
         "max-bandwidth": cfg.bandwidth or UNLIMITED, "downtime-limit": cfg.downtime_limit_ms})
     row["migrate-parameters"] = src.qmp.execute("query-migrate-parameters")
+    row["migrate-capabilities"] = {c["capability"]: c["state"] for c in
+                                   src.qmp.execute("query-migrate-capabilities") if c["state"]}
     log(f"migrating to 127.0.0.1:{port}")
     row["migrate-started-unix"] = time.time()       # the trace's clock (gettimeofday)
     t_mig = time.monotonic()
@@ -284,9 +305,14 @@ def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp, progress):
                 raise LabError("the destination was still loading 30 s after the source completed")
             time.sleep(0.05)
         row["verify"] = verify_destination(dst, ram_mib, tmp, log=log, machine=cfg.machine)
-        row["src-dst-diff"] = diff_source_destination(src, dst, ram_mib, tmp, machine=cfg.machine)
-        log(f"source vs destination: {row['src-dst-diff']['pages-differ']} pages differ "
-            f"({row['src-dst-diff']['differ-dst-zero']} of them zero on the destination)")
+        diff = row["src-dst-diff"] = diff_source_destination(src, dst, ram_mib, tmp, machine=cfg.machine,
+                                                             hint=cfg.free_page_hint)
+        row["verdict"] = {k: diff[k] for k in ("lost-writes", "harmless", "unplaced-not-counted", "rule")}
+        cls = diff["classes"]
+        log(f"source vs destination: {diff['pages-differ']} pages differ ({diff['differ-dst-zero']} of "
+            f"them zero on the destination): {cls['held-live']} held live by the guest (lost writes), "
+            f"{cls['free']} free (harmless), {cls['unplaced']} the dumps cannot place (kernel or free"
+            f"{', lost writes with hints off' if not cfg.free_page_hint else ', not counted'})")
         dst.qmp.execute("cont")
         t_done = time.monotonic()
 
@@ -305,8 +331,10 @@ def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp, progress):
     if bad:
         raise LabError(f"destination console shows {bad.group(0)!r} after switch-over")
     health["alive"] = dst.alive()
-    if cfg.verify and row["verify"]["lost-pages"]:
-        raise LabError(f"verify: {row['verify']['lost-pages']} lost pages on the destination")
+    if cfg.verify and (row["verify"]["lost-pages"] or row["verdict"]["lost-writes"]):
+        raise LabError(f"verify: {row['verdict']['lost-writes']} lost writes (pages the guest holds, "
+                       f"differing from the paused source); the stamp check counts "
+                       f"{row['verify']['lost-pages']} lost pages on the destination")
 
 
 _TRACE_LINE = re.compile(r"^\d+@(\d+\.\d+):(\w+)(.*)$")
@@ -369,8 +397,11 @@ def save_row(row: dict, out_dir: Path, name: str | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     c = row["config"]
     stamp = re.sub(r"[^0-9T]", "", row["started"])[:15]
+    q = row.get("qemu") or {}
+    tag = "" if q.get("kind", "system") == "system" else f"-qemu{'.'.join(map(str, version_tuple(q.get('version-line', ''))[:2]))}"
+    tag += "-postcopy" if c.get("postcopy") else ""
     name = name or (f"{stamp}-{c['ram']}-{c['workload']}-hint-{'on' if c['free_page_hint'] else 'off'}"
-                    f"-ioa{c['init_on_alloc']}.json")
+                    f"-ioa{c['init_on_alloc']}{tag}.json")
     path = out_dir / name
     path.write_text(json.dumps(row, indent=1, sort_keys=True) + "\n")
     return path
@@ -380,11 +411,20 @@ def summary_line(row: dict) -> str:
     c, d = row["config"], row.get("derived") or {}
     head = (f"{c['ram']:>4} {c['workload']:6} hint {'on ' if c['free_page_hint'] else 'off'} "
             f"ioa={c['init_on_alloc']}")
+    q = row.get("qemu") or {}
+    if q.get("version-line"):
+        v = ".".join(map(str, version_tuple(q["version-line"])[:2]))
+        wa = (q.get("tcg-dirty-sync-workaround") or {}).get("on")
+        head += f" qemu {v}{' -8K' if wa else ''}{' postcopy' if c.get('postcopy') else ''}"
     if row["status"] != "ok":
         return f"{head}  FAILED at {row['stage']}: {row['error']}"
     extra = ""
     if "verify" in row:
         extra = f"  lost {row['verify']['lost-pages']}"
+        verdict = row.get("verdict")
+        if verdict:
+            extra = (f"  lost writes {verdict['lost-writes']} (stamp check {row['verify']['lost-pages']}; "
+                     f"{verdict['harmless']} harmless differences)")
     return (f"{head}  {d['total-time-ms']:>6} ms  {d['transferred-kb']:>8} KB  sent "
             f"{100 * d['sent-fraction']:5.1f}% of pages  downtime {d['downtime-ms']} ms  "
             f"destination healthy{extra}")

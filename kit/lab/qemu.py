@@ -9,6 +9,7 @@ it dies with the thread that started it even when no cleanup runs (SIGKILL).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -18,7 +19,8 @@ import time
 from pathlib import Path
 
 from ..childproc import die_with_parent
-from .errors import GuestBootError, LabMissingError
+from ..errors import UnknownNameError
+from .errors import GuestBootError, LabError, LabMissingError
 from .qmp import QMP
 
 QEMU_BINARY = "qemu-system-x86_64"
@@ -35,10 +37,60 @@ def qemu_binary() -> str:
     return path
 
 
-def qemu_version(binary=None) -> str:
+def qemu_version(binary=None, env=None) -> str:
     out = subprocess.run([binary or qemu_binary(), "--version"], capture_output=True,
-                         text=True, timeout=30).stdout
+                         text=True, timeout=30, env=env).stdout
     return out.splitlines()[0] if out else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class QemuBuild:
+    """Which QEMU a run uses: the system's (``kind`` "system") or the one fetched from
+    Debian's bookworm-backports into the lab cache (:mod:`kit.lab.backport`), with the
+    firmware folders it is started with (``-L``, searched before the binary's built-in
+    one) and the environment it needs (its module folder, a library path)."""
+    kind: str
+    binary: str
+    firmware: tuple = ()
+    env: dict = dataclasses.field(default_factory=dict)
+    packages: tuple = ()
+
+    def environ(self) -> dict:
+        return {**os.environ, **self.env}
+
+    def version_line(self) -> str:
+        return qemu_version(self.binary, env=self.environ())
+
+    def record(self) -> dict:
+        """What a row says of it (paths are made relative to the cache by the row)."""
+        return {"kind": self.kind, "binary": self.binary, "firmware": list(self.firmware),
+                "env": dict(self.env), "packages": list(self.packages)}
+
+
+# --qemu: the system's QEMU (Debian 12's 7.2) or 10.0 from bookworm-backports.
+QEMU_CHOICES = ("7.2", "10.0")
+
+
+def check_qemu_choice(choice) -> None:
+    if choice is not None and choice not in QEMU_CHOICES:
+        raise UnknownNameError(f"--qemu {choice}: choose 7.2 (the system's, Debian 12) or 10.0 "
+                               f"(fetched from Debian's bookworm-backports)")
+
+
+def resolve_qemu(choice=None, log=lambda msg: None) -> QemuBuild:
+    """The QemuBuild of ``--qemu``: None is the system's whatever its version; "7.2" is the
+    system's and must be 7.2; "10.0" is the backport, fetched on first use."""
+    check_qemu_choice(choice)
+    if choice == "10.0":
+        from .backport import fetch_backport
+        return fetch_backport(log=log)
+    build = QemuBuild(kind="system", binary=qemu_binary())
+    if choice == "7.2":
+        line = build.version_line()
+        if version_tuple(line)[:2] != (7, 2):
+            raise LabError(f"--qemu 7.2 is the system's QEMU, but this system's says {line!r}; "
+                           f"leave --qemu out to use it")
+    return build
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
@@ -60,6 +112,20 @@ TCG_DIRTY_SYNC_FIX = (9, 0)
 WORKAROUND_KIB = 8
 
 
+# QEMU does not start free page hinting at all while the postcopy-ram capability is on,
+# whether or not postcopy is ever started: the balloon's precopy notifier returns before it
+# asks the guest for hints.  The reason: a hinted page is cleared from the migration bitmap,
+# so if the destination, running under postcopy, faults on it and asks the source for it, the
+# source has nothing to send and the faulting thread waits until postcopy is over.  Commit
+# fd51e54fa102 "virtio-balloon: don't start free page hinting if postcopy is possible" (David
+# Hildenbrand, merged September 2021, first released in QEMU 6.2), so both lab QEMUs have it.
+POSTCOPY_NO_HINTS = {"commit": "fd51e54fa10221e5a8add894c38cc1cf199f4bc4",
+                     "title": "virtio-balloon: don't start free page hinting if postcopy is possible",
+                     "why": "with postcopy-ram on, QEMU never asks the guest for hints: a hinted page is "
+                            "clear in the migration bitmap, so a postcopy destination that faulted on it "
+                            "would wait for a page the source never sends"}
+
+
 def needs_tcg_dirty_sync_workaround(version: tuple) -> bool:
     return bool(version) and version < TCG_DIRTY_SYNC_FIX
 
@@ -79,19 +145,22 @@ TRACE_EVENTS = ("virtqueue_pop", "virtio_balloon_get_config", "migration_bitmap_
 
 
 def command_line(binary, *, ram_mib, kernel, initrd, append, free_page_hint, machine,
-                 qmp, console, incoming=False, workaround=False, paused=False, trace=None) -> list[str]:
+                 qmp, console, incoming=False, workaround=False, paused=False, trace=None,
+                 firmware=()) -> list[str]:
     """The QEMU command line of a lab guest.  Source and destination differ only in
     ``-incoming`` (and ``-S`` when the destination must not run before it is
     verified).  The iothread is there in both hint settings, so that "on" and
-    "off" differ only in the feature (QEMU refuses free-page-hint=on without one)."""
-    cmd = [binary, "-M", machine, "-accel", "tcg", "-smp", "1", "-m", ram_option(ram_mib, workaround),
-           "-nodefaults", "-display", "none", "-no-reboot",
-           "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
-           "-serial", f"file:{console}",
-           "-qmp", f"unix:{qmp},server=on,wait=off",
-           "-object", "iothread,id=io0",
-           "-device", "virtio-balloon-pci,id=balloon0,iothread=io0,"
-                      f"free-page-hint={'on' if free_page_hint else 'off'}"]
+    "off" differ only in the feature (QEMU refuses free-page-hint=on without one).
+    ``firmware``: folders given with ``-L`` (a fetched QEMU's own ROMs and BIOS)."""
+    cmd = [binary] + [a for d in firmware for a in ("-L", str(d))]
+    cmd += ["-M", machine, "-accel", "tcg", "-smp", "1", "-m", ram_option(ram_mib, workaround),
+            "-nodefaults", "-display", "none", "-no-reboot",
+            "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
+            "-serial", f"file:{console}",
+            "-qmp", f"unix:{qmp},server=on,wait=off",
+            "-object", "iothread,id=io0",
+            "-device", "virtio-balloon-pci,id=balloon0,iothread=io0,"
+                       f"free-page-hint={'on' if free_page_hint else 'off'}"]
     if trace is not None:
         cmd += ["-D", str(trace), "-msg", "timestamp=on"]
         for event in TRACE_EVENTS:
@@ -106,8 +175,9 @@ def command_line(binary, *, ram_mib, kernel, initrd, append, free_page_hint, mac
 class Qemu:
     """One QEMU process.  ``with Qemu(...) as q:`` stops it on the way out."""
 
-    def __init__(self, name, cmd, workdir: Path, console: Path, qmp_path: Path):
+    def __init__(self, name, cmd, workdir: Path, console: Path, qmp_path: Path, env=None):
         self.name, self.cmd, self.console, self.qmp_path = name, cmd, console, qmp_path
+        self.env = env
         self.log = workdir / f"{name}.log"
         self.proc = None
         self.qmp: QMP | None = None
@@ -116,7 +186,7 @@ class Qemu:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=die_with_parent())
+                                         preexec_fn=die_with_parent(), env=self.env)
         try:
             self.qmp = QMP(self.qmp_path, timeout=qmp_timeout, alive=self.alive)
         except Exception:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -155,17 +156,16 @@ def _read_control(hdr: np.ndarray, addrs: np.ndarray) -> tuple[dict | None, int]
     return ctrl, len(good)
 
 
-def check_headers(hdr: np.ndarray, tail: np.ndarray, addrs: np.ndarray) -> dict:
-    """:func:`check_memory` on pages already reduced to header words, tail word
-    and guest physical address (one row per page)."""
+def _good_copies(hdr, tail, addrs):
+    """The stamp analysis shared by :func:`check_headers` and :func:`held_pages`: the
+    control page, which slots the guest holds, and which pages are good copies of them
+    (as local variables of one namespace); None without a control page."""
     hdr = np.asarray(hdr, dtype=U64)
     tail = np.asarray(tail, dtype=U64)
     addrs = np.asarray(addrs, dtype=U64)
     ctrl, ctrl_copies = _read_control(hdr, addrs)
     if ctrl is None:
-        return {"lost-pages": None, "control": None,
-                "error": "no kitmem control page in guest memory (is the stress workload running?)",
-                "pages-scanned": int(len(hdr))}
+        return None
     n, nonce, g, cursor = ctrl["slots"], U64(ctrl["nonce"]), ctrl["pass"], ctrl["cursor"]
 
     mine = hdr[:, SLOT_NONCE] == nonce
@@ -205,6 +205,24 @@ def check_headers(hdr: np.ndarray, tail: np.ndarray, addrs: np.ndarray) -> dict:
         at_cur = intact & (slot == cursor)
         good |= at_cur & (((gen == g - 1) & (agen == ag_prev[cursor]) & live_prev[cursor])
                           | ((gen == g) & (agen == ag_now[cursor]) & live_now[cursor]))
+    return SimpleNamespace(**{k: v for k, v in locals().items() if k not in ("hdr", "tail", "addrs")})
+
+
+def check_headers(hdr: np.ndarray, tail: np.ndarray, addrs: np.ndarray) -> dict:
+    """:func:`check_memory` on pages already reduced to header words, tail word
+    and guest physical address (one row per page)."""
+    hdr = np.asarray(hdr, dtype=U64)
+    tail = np.asarray(tail, dtype=U64)
+    addrs = np.asarray(addrs, dtype=U64)
+    ns = _good_copies(hdr, tail, addrs)
+    if ns is None:
+        return {"lost-pages": None, "control": None,
+                "error": "no kitmem control page in guest memory (is the stress workload running?)",
+                "pages-scanned": int(len(hdr))}
+    (ctrl, ctrl_copies, n, g, cursor, live_rows, dead, h, slot, intact, torn_slots, want_gen, demand,
+     accept, gen, agen, s_ok, good) = (
+        ns.ctrl, ns.ctrl_copies, ns.n, ns.g, ns.cursor, ns.live_rows, ns.dead, ns.h, ns.slot, ns.intact,
+        ns.torn_slots, ns.want_gen, ns.demand, ns.accept, ns.gen, ns.agen, ns.s_ok, ns.good)
     good_count = np.bincount(slot[good], minlength=n)[:n]
     valid_count = np.bincount(slot[intact], minlength=n)[:n]
     torn_count = np.bincount(torn_slots, minlength=n)[:n]
@@ -343,22 +361,132 @@ def verify_destination(dst, ram_mib: int, tmp, log=lambda msg: None, machine: st
 
 
 
-def diff_source_destination(src, dst, ram_mib: int, tmp, machine: str = "pc") -> dict:
-    """Compare the paused source's RAM with the destination's, page by page.
+def held_pages(hdr: np.ndarray, tail: np.ndarray, addrs: np.ndarray) -> dict:
+    """What ``kitmem stress`` holds in a memory image (the paused source's): the guest
+    physical addresses of the good copy of every slot it holds and of its control page,
+    sorted (``held``), and of every page that is still exactly what kitmem left in it when it
+    freed a slot (``dead``: see :func:`classify_differences`).  ``None`` values when the
+    image has no control page."""
+    hdr = np.asarray(hdr, dtype=U64)
+    tail = np.asarray(tail, dtype=U64)
+    addrs = np.asarray(addrs, dtype=U64)
+    ns = _good_copies(hdr, tail, addrs)
+    if ns is None:
+        return {"held": None, "control-gpa": None, "nonce": None, "slots": None}
+    # every good copy: of a slot the guest holds, or of the slot at the cursor in either state
+    held = np.concatenate([addrs[ns.live_rows[ns.good]], [U64(ns.ctrl["gpa"])]])
+    return {"held": np.sort(held), "control-gpa": ns.ctrl["gpa"], "nonce": ns.ctrl["nonce"],
+            "slots": ns.n}
 
-    Both must be stopped (the source is after a completed migration; the
-    destination when started with ``-S``).  Without hints every differing page
-    is a lost write, kernel pages included.  With hints a skipped free page may
-    differ and is zero on the destination, so those are counted apart."""
+
+def dead_slot_image(words: np.ndarray, nonce: int, n: int) -> np.ndarray:
+    """For whole pages (rows of 512 words): is each exactly what kitmem leaves in a slot
+    page it frees?  That is: the header of a slot of this boot (nonce, a slot below ``n``
+    with ``n``, a check word that matches, the tail its complement) with the signature
+    turned DEAD, and every other word zero (the page was faulted in zeroed, and kitmem
+    writes only the header and the tail)."""
+    w = np.asarray(words, dtype=U64).reshape(-1, WORDS)
+    slot_n = w[:, SLOT_SLOT_N]
+    chk = page_check(U64(nonce), slot_n, w[:, SLOT_SEQ], w[:, SLOT_ALLOC_GEN])
+    return ((w[:, SLOT_SIG] == U64(SIG_DEAD)) & (w[:, SLOT_NONCE] == U64(nonce))
+            & ((slot_n >> U64(32)) == U64(n)) & ((slot_n & U64(0xffffffff)) < U64(n))
+            & (w[:, SLOT_CHECK] == chk) & (w[:, TAIL_WORD] == ~chk)
+            & ~w[:, HDR_WORDS - 1:TAIL_WORD].any(axis=1))
+
+
+DIFF_CLASSES = ("held-live", "free", "unplaced")
+
+
+def classify_differences(gpa, held, dead, hint: bool, dst_zero=None) -> dict:
+    """The verdict on the pages where the destination differs from the paused source.
+
+    ``gpa``: their addresses; ``held``: the sorted addresses the guest holds live
+    (:func:`held_pages` on the source); ``dead``: for each of ``gpa``, whether the source
+    page is an untouched freed slot (:func:`dead_slot_image`).  Each differing page is one of
+
+    * ``held-live``: the guest holds it (a slot's good copy, or the control page).  Its last
+      write did not reach the destination: a **lost write**, a failure, hints or not.
+    * ``free``: kitmem freed it and nothing has written it since (the whole source page is
+      still the dead slot it left).  It is in the buddy allocator or held by the balloon;
+      either way nobody holds data in it, so its old content on the destination is
+      harmless.  This is what a page freed after it was sent and hinted before it was sent
+      again looks like (QEMU clears hinted pages in its bitmap): the orphan live copies the
+      destination's stamp check counts.
+    * ``unplaced``: anything else, i.e. the kernel's own memory (page tables, slab, the
+      kernel's stacks), kitmem's unstamped memory (its stack, its table of sequence numbers)
+      or free memory that kitmem never stamped.  The dumps cannot tell which: nothing in
+      guest RAM says whether the kernel holds a page.  Without hints QEMU sends every
+      page it has not proven clean, so any difference is a lost write and these count as
+      lost.  With hints they are free pages QEMU skipped, or lost writes of the kernel; they
+      are counted on their own line, and the destination's health check (it runs, its
+      console shows no oops) is the only evidence about them.  Of these, ``unplaced-dst-zero``
+      are zero on the destination: QEMU never sent them at all, as for a page hinted free
+      before its first send and not written since; but a write the dirty log missed after
+      the hint would look the same, so they are not proven free either.
+
+    ``lost-writes`` is ``held-live``, plus ``unplaced`` when hints are off."""
+    gpa = np.asarray(gpa, dtype=U64)
+    dead = np.asarray(dead, dtype=bool)
+    if held is None:                           # no control page: nothing can be placed
+        is_held = np.zeros(gpa.shape, dtype=bool)
+        dead = np.zeros(gpa.shape, dtype=bool)
+    else:
+        held = np.asarray(held, dtype=U64)
+        at = np.searchsorted(held, gpa)
+        is_held = (at < len(held)) & (held[np.minimum(at, len(held) - 1)] == gpa) if len(held) else \
+            np.zeros(gpa.shape, dtype=bool)
+    free = dead & ~is_held
+    unplaced = ~is_held & ~free
+    counts = {"held-live": int(is_held.sum()), "free": int(free.sum()), "unplaced": int(unplaced.sum())}
+    if dst_zero is not None:
+        counts["unplaced-dst-zero"] = int((unplaced & np.asarray(dst_zero, dtype=bool)).sum())
+    return {"classes": counts,
+            "lost-writes": counts["held-live"] + (0 if hint else counts["unplaced"]),
+            "harmless": counts["free"],
+            "unplaced-not-counted": counts["unplaced"] if hint else 0,
+            "where": {k: [hex(int(a)) for a in gpa[m][:WHERE_MAX]]
+                      for k, m in zip(DIFF_CLASSES, (is_held, free, unplaced))},
+            "rule": "lost writes: differing pages the guest holds live"
+                    + ("; differing pages the dumps cannot place are not counted (free or kernel)"
+                       if hint else ", and with hints off every other differing page too")}
+
+
+def diff_source_destination(src, dst, ram_mib: int, tmp, machine: str = "pc", hint: bool = False) -> dict:
+    """Compare the paused source's RAM with the destination's, page by page, and classify
+    every differing page from what the guest holds at the pause (:func:`classify_differences`).
+
+    Both must be stopped (the source is after a completed migration; the destination when
+    started with ``-S``).  What the guest holds is read from the source's own memory: kitmem's
+    control page and the stamps of its held slots (the source is the truth; the analysis is
+    the destination's stamp check, :func:`held_pages`), so no extra guest code runs and
+    nothing is sampled before the pause.  Only each page's header and tail are kept of the
+    source, and whole pages only where the two differ."""
     differ = dst_zero = 0
-    where = []
+    hdrs, tails, addrs = [], [], []
+    diff_gpa, diff_rows, diff_dst_zero = [], [], []
     for (ga, a), (_, b) in zip(_dump_chunks(src, ram_mib, tmp, "kit-src.mem", machine),
                                _dump_chunks(dst, ram_mib, tmp, "kit-dst.mem", machine)):
-        a, b = a.view("<u8").reshape(-1, PAGE // 8), b.view("<u8").reshape(-1, PAGE // 8)
+        h, t = page_words(a)
+        hdrs.append(h)
+        tails.append(t)
+        addrs.append(U64(ga) + np.arange(a.size // PAGE, dtype=U64) * U64(PAGE))
+        a, b = a.view("<u8").reshape(-1, WORDS), b.view("<u8").reshape(-1, WORDS)
         d = np.flatnonzero((a != b).any(axis=1))
         zero = ~b[d].any(axis=1)
         differ += len(d)
         dst_zero += int(zero.sum())
-        where += [hex(ga + int(p) * PAGE) for p in d[~zero][:20 - len(where)]]
+        diff_gpa.append(addrs[-1][d])
+        diff_rows.append(a[d].copy())
+        diff_dst_zero.append(zero)
+    gpa = np.concatenate(diff_gpa) if diff_gpa else np.zeros(0, U64)
+    rows = np.concatenate(diff_rows) if diff_rows else np.zeros((0, WORDS), U64)
+    zero = np.concatenate(diff_dst_zero) if diff_dst_zero else np.zeros(0, bool)
+    held = held_pages(np.concatenate(hdrs), np.concatenate(tails), np.concatenate(addrs))
+    dead = (dead_slot_image(rows, held["nonce"], held["slots"]) if held["held"] is not None
+            else np.zeros(len(gpa), bool))
+    verdict = classify_differences(gpa, held["held"], dead, hint, dst_zero=zero)
     return {"pages-differ": int(differ), "differ-dst-zero": dst_zero,
-            "differ-dst-nonzero": int(differ - dst_zero), "nonzero-where": where}
+            "differ-dst-nonzero": int(differ - dst_zero),
+            "nonzero-where": [hex(int(x)) for x in gpa[~zero][:WHERE_MAX]],
+            "source-held-pages": None if held["held"] is None else int(len(held["held"])),
+            **verdict}

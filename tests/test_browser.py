@@ -103,6 +103,8 @@ CONTROLS = {
     "07-beyond-the-rfc.ipynb": Control("slider", "RAM", presses=1, readout=16),
     # LabExplorer: the notebook leaves the idle cell with hints on; "hog" draws the hog's cell.
     "08-real-qemu-lab.ipynb": Control("toggle", "hog"),
+    # QemuCurves: the notebook leaves the idle cell; "hog" draws both QEMUs' hog curves.
+    "09-qemu-today.ipynb": Control("toggle", "hog"),
 }
 # CONTROLS[nb] = None: a notebook without a widget; Lab only runs it and checks the page.
 VOILA_NOTEBOOKS = ["01-patch1-memory-map.ipynb", "04-patch4-bulk-filter.ipynb", "07-beyond-the-rfc.ipynb",

@@ -51,6 +51,7 @@ FIGURES = {
     "setup timeline (06)": palette.STEPS,
     "right/wrong order (06)": palette.RIGHT_WRONG,
     "memory map (01)": palette.MEMORY_MAP,
+    "two QEMUs (09)": palette.QEMUS,
 }
 
 # The palette before kit.viz.palette (commit 7cfc494), written out so that the test shows it fails.

@@ -12,24 +12,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kit.lab.compare import WORKAROUND_WORDS, load_tree, tcg_bug_cells  # noqa: E402
 
 
 def rows(paths):
     for p in map(Path, paths):
-        for f in sorted(p.rglob("*.json")) if p.is_dir() else [p]:
-            r = json.loads(f.read_text())
-            if "verify" in r or "src-dst-diff" in r:
-                yield f, r
-
-
-def cell(r):
-    q, c = r["qemu"], r["config"]
-    version = q.get("version") or {}
-    v = f"{version.get('major', '?')}.{version.get('minor', '?')}"
-    wa = "8K-less" if q["tcg-dirty-sync-workaround"]["on"] else "exact"
-    return (v, wa, c["ram"], "on" if c["free_page_hint"] else "off")
+        yield from (load_tree(p) if p.is_dir() else [json.loads(p.read_text())])
 
 
 def run_text(r):
@@ -42,15 +34,12 @@ def run_text(r):
 
 
 def main(argv):
-    cells = defaultdict(list)
-    for _, r in rows(argv or ["data/lab/tcg-bug"]):
-        cells[cell(r)].append(r)
+    cells = tcg_bug_cells(list(rows(argv or ["data/lab/tcg-bug"])))
     print("| QEMU | RAM size | RAM | hint | runs | lost writes per run | per run |")
     print("|---|---|---|---|---:|---|---|")
-    for key in sorted(cells, key=lambda k: (float(k[0]) if k[0][0].isdigit() else 0, k[1], k[2], k[3])):
-        rs = cells[key]
+    for (q, wa, ram, hint), rs in cells.items():
         lost = ", ".join(str((r.get("verdict") or {}).get("lost-writes", "-")) for r in rs)
-        print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {len(rs)} | {lost} | "
+        print(f"| {q} | {WORKAROUND_WORDS[wa]} | {ram} | {'on' if hint else 'off'} | {len(rs)} | {lost} | "
               + "; ".join(run_text(r) for r in rs) + " |")
 
 

@@ -72,6 +72,7 @@ PATTERNS = {ORANGE: WHITE, GREEN: WHITE}
 # ------------------------------------------------------------------ figures (matplotlib)
 MODES = {"original": VERMILLION, "pv": GREEN, "hint": BLUE, "report": ORANGE}
 HINT = {False: VERMILLION, True: BLUE}          # hint off as the original, hint on as hinting
+QEMUS = {"7.2": BLACK, "10.0": ORANGE}         # the lab's two QEMUs (notebook 09)
 FATES = {"sent in full": BLUE, "sent as zero": SKY_BLUE, "skipped": GREEN}   # as MIGRATION
 CAUSES = {"setup": GREY, "dirty-log-start": PURPLE, "free-page-wait": GREEN, "bitmap-sync": YELLOW,
           "send-wire": BLUE, "send-cpu": VERMILLION, "rate-limit-sleep": SKY_BLUE}

@@ -23,6 +23,7 @@ import numpy as np
 from ..lab import model as lm
 from ..units import MiB
 from . import palette
+from .widgets import PickedFigure
 
 HINT_COLOURS = palette.HINT     # as notebook 07: original red (vermillion), hint blue
 HINT_LABELS = {False: "hint off", True: "hint on"}
@@ -523,7 +524,7 @@ def curves_figure(rows, cost, ram, workload, ax=None):
     return fig if fig is not None else ax.figure
 
 
-class CurvesExplorer:
+class CurvesExplorer(PickedFigure):
     """Pick a RAM size and a workload; see that cell's recorded curves beside the model's
     (:func:`curves_figure`), as a PNG in a ``widgets.Image``."""
 
@@ -537,26 +538,21 @@ class CurvesExplorer:
         self.ram = widgets.Dropdown(options=rams, value=rams[0], description="RAM")
         self.workload = widgets.Dropdown(options=workloads, value="hog" if "hog" in workloads else workloads[0],
                                          description="workload")
-        self.image = widgets.Image(format="png")
-        self.note = widgets.HTML()
-        self.widget = widgets.VBox([widgets.HBox([self.ram, self.workload]), self.image, self.note])
-        self.ram.observe(self._redraw, names="value")
-        self.workload.observe(self._redraw, names="value")
-        self._redraw()
+        self._build([self.ram, self.workload])
 
-    def _redraw(self, *_):
-        import matplotlib.pyplot as plt
+    def _recorded(self) -> bool:
+        return any(r["config"]["ram"] == self.ram.value and r["config"]["workload"] == self.workload.value
+                   for r in self.rows)
+
+    def figure(self):
+        return curves_figure(self.rows, self.cost, self.ram.value, self.workload.value) if self._recorded() else None
+
+    def note_text(self) -> str:
         ram, wl = self.ram.value, self.workload.value
-        if not any(r["config"]["ram"] == ram and r["config"]["workload"] == wl for r in self.rows):
-            self.note.value = html.escape(f"no recorded runs of {ram} {wl}")
-            return
-        fig = curves_figure(self.rows, self.cost, ram, wl)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=self.dpi)
-        plt.close(fig)
-        self.image.value = buf.getvalue()
+        if not self._recorded():
+            return f"no recorded runs of {ram} {wl}"
         n = {h: len(lm.lab_curves(self.rows, ram, wl, h)) for h in (False, True)}
-        self.note.value = html.escape(f"{ram} {wl}: {n[False]} runs with hints off, {n[True]} with hints on")
+        return f"{ram} {wl}: {n[False]} runs with hints off, {n[True]} with hints on"
 
 
 def hint_pops_text(rows) -> str:

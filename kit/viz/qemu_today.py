@@ -4,8 +4,6 @@ Text tables in plain characters, figures in matplotlib, one widget (:class:`Qemu
 """
 from __future__ import annotations
 
-import html
-import io
 
 import numpy as np
 
@@ -13,6 +11,7 @@ from ..lab import compare as lc
 from ..lab import model as lm
 from ..units import MiB
 from . import palette
+from .widgets import PickedFigure
 
 QEMU_COLOURS = palette.QEMUS
 WORKAROUND = {True: "8 KiB less", False: "exact RAM"}
@@ -165,7 +164,7 @@ def curves_pair_figure(rows_by_qemu, ram, workload):
     return fig
 
 
-class QemuCurves:
+class QemuCurves(PickedFigure):
     """Pick a RAM size and a workload: both QEMUs' recorded curves, hint off and on."""
 
     def __init__(self, rows_by_qemu, dpi=72):
@@ -177,21 +176,13 @@ class QemuCurves:
         rams = sorted({c[0] for c in cells}, key=lambda r: int(r[:-1]))
         self.ram = widgets.Dropdown(options=rams, value=rams[0], description="RAM")
         self.workload = widgets.ToggleButtons(options=["idle", "hog"], value="idle", description="workload")
-        self.image = widgets.Image(format="png")
-        self.note = widgets.HTML()
-        self.widget = widgets.VBox([widgets.HBox([self.ram, self.workload]), self.image, self.note])
-        self.ram.observe(self._redraw, names="value")
-        self.workload.observe(self._redraw, names="value")
-        self._redraw()
+        self._build([self.ram, self.workload])
 
-    def _redraw(self, *_):
-        import matplotlib.pyplot as plt
-        fig = curves_pair_figure(self.rows_by_qemu, self.ram.value, self.workload.value)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=self.dpi)
-        plt.close(fig)
-        self.image.value = buf.getvalue()
+    def figure(self):
+        return curves_pair_figure(self.rows_by_qemu, self.ram.value, self.workload.value)
+
+    def note_text(self) -> str:
         n = {q: len([r for r in rows if r["config"]["ram"] == self.ram.value
                      and r["config"]["workload"] == self.workload.value and r.get("status") == "ok"])
              for q, rows in self.rows_by_qemu.items()}
-        self.note.value = html.escape(", ".join(f"QEMU {q}: {k} runs" for q, k in n.items()))
+        return ", ".join(f"QEMU {q}: {k} runs" for q, k in n.items())

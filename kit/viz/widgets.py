@@ -57,6 +57,32 @@ class PageMapView:
         return self
 
 
+class PickedFigure:
+    """Pickers above one figure and a note, redrawn when a picker's value changes.
+
+    A subclass calls :meth:`_build` with its pickers and implements ``figure()`` (a matplotlib
+    figure, or None when there is nothing to draw) and ``note_text()``."""
+    dpi = 72
+
+    def _build(self, pickers):
+        self.image = widgets.Image(format="png")
+        self.note = widgets.HTML()
+        self.widget = widgets.VBox([widgets.HBox(pickers), self.image, self.note])
+        for p in pickers:
+            p.observe(self._redraw, names="value")
+        self._redraw()
+
+    def _redraw(self, *_):
+        import matplotlib.pyplot as plt
+        fig = self.figure()
+        if fig is not None:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=self.dpi)
+            plt.close(fig)
+            self.image.value = buf.getvalue()
+        self.note.value = htmlmod.escape(self.note_text())
+
+
 def guest_map(guest, title="guest pages", order="ram", **kw) -> PageMapView:
     view = PageMapView(title, pm.GUEST_CLASSES, pm.GUEST_COLOURS, **kw)
     return view.update(pm.guest_classes(guest, order))

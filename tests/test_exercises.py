@@ -14,7 +14,7 @@ import pytest
 
 import by_hand
 from kit.costmodel import get_preset
-from kit.exercises import Verdict, ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08
+from kit.exercises import Verdict, ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09
 from kit.exercises import Question, read_number
 from kit.guest import Guest, get_workload
 from kit.memmap import pc_memory_map
@@ -264,15 +264,16 @@ def test_percent_and_units_in_text():
     assert ex04.check_skipped_fraction("0,958").unreadable                     # a decimal comma
 
 
-@pytest.mark.parametrize("mod", [ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08])
+@pytest.mark.parametrize("mod", [ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09])
 def test_reveal_and_question_take_bad_numbers_calmly(mod):
     n = len(mod.QUESTIONS)
-    listed = ", ".join(str(i) for i in range(1, n)) + f" and {n}"
+    listed = ", ".join(str(i) for i in range(1, n)) + f" and {n}" if n > 1 else "1"
+    word = "exercises" if n > 1 else "exercise"
     for bad in (n + 1, 0, "x", 2.5, None):
         text = repr(mod.reveal(bad))
-        assert f"has exercises {listed}" in text and "\n" not in text
-    assert mod.reveal("2") == mod.reveal(2)
-    for n in (1, 2, 3):
+        assert f"has {word} {listed}" in text and "\n" not in text
+    assert mod.reveal(str(n)) == mod.reveal(n)
+    for n in sorted(mod.QUESTIONS):
         q = str(mod.question(n))
         assert "?" in q and ("counts" in q.lower() or "exact" in q or "Answer" in q)
     assert "no exercise" in str(mod.question(7))
@@ -302,3 +303,23 @@ def test_read_number_directly():
     assert read_number(float("nan"), q)[0] is None
     assert read_number(True, q)[0] is None
     assert read_number("12 KiB", q)[1].startswith("'12 KiB' is in KiB")
+
+
+def test_ex09_qemu_10_hog_time_from_the_rows():
+    """The 4 GiB hog without hints on QEMU 10.0: the median of its recorded runs' total times,
+    read straight from the row files here (not through kit.lab)."""
+    import json
+    import pathlib
+    import statistics
+    folder = pathlib.Path(__file__).resolve().parents[1] / "data" / "lab" / "curves-qemu10.0"
+    times = [r["derived"]["total-time-ms"] for r in map(json.loads, (p.read_text() for p in folder.glob("*.json")))
+             if r["status"] == "ok" and r["config"]["ram"] == "4G" and r["config"]["workload"] == "hog"
+             and not r["config"]["free_page_hint"]]
+    assert len(times) == 3
+    right = statistics.median(times)
+    assert ex09.check_total_ms_10(round(right)).correct
+    assert ex09.check_total_ms_10(str(round(right * 1.05))).correct           # within 10 %
+    v = ex09.check_total_ms_10(12140)                                        # 7.2's time
+    assert not v.correct and "7.2" in v.message
+    assert not ex09.check_total_ms_10(right * 1.3).correct
+    assert ex09.check_total_ms_10("nine seconds").unreadable

@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "docs", "answers.md")
 NOTEBOOKS = {1: "01-patch1-memory-map", 2: "02-patch2-balloon", 3: "03-patch3-setup",
              4: "04-patch4-bulk-filter", 5: "05-performance", 6: "06-races-and-correctness",
-             7: "07-beyond-the-rfc", 8: "08-real-qemu-lab"}
+             7: "07-beyond-the-rfc", 8: "08-real-qemu-lab", 9: "09-qemu-today"}
 
 HEAD = """# Answers to every exercise (for the teacher)
 

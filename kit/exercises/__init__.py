@@ -398,7 +398,8 @@ class Exercises:
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or int(n) not in self.answers:
             have = sorted(self.answers)
             listed = ", ".join(map(str, have[:-1])) + f" and {have[-1]}" if len(have) > 1 else str(have[0])
-            return None, Notice(f"{self.module} has exercises {listed}; there is no exercise {n!r}. "
+            word = "exercises" if len(have) > 1 else "exercise"
+            return None, Notice(f"{self.module} has {word} {listed}; there is no exercise {n!r}. "
                                 f"Try {self.module}.reveal({have[0]}).")
         return int(n), None
 

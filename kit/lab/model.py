@@ -178,7 +178,7 @@ def hint_timing(rows, ram=None, workloads=("idle", "hog")) -> dict:
       per block any gap shows (pops so far over the time since the round started); the
       tightest bound over the runs.
     """
-    starts, singles, paces, runs = [], [], [], 0
+    rounds = []                     # the first round's pops of every run that counts
     for r in rows:
         c = r.get("config", {})
         if r.get("status") != "ok" or not c.get("free_page_hint") or "trace" not in r:
@@ -186,10 +186,12 @@ def hint_timing(rows, ram=None, workloads=("idle", "hog")) -> dict:
         if (ram is not None and c.get("ram") != ram) or c.get("workload") not in workloads:
             continue
         got = _round_pops(r)
-        if not got or len(got[0]) < 2:
-            continue
-        pops = got[0]
-        runs += 1
+        if got and len(got[0]) >= 2:
+            rounds.append(got[0])
+    if not rounds:
+        return {"runs": 0, "start-ms": None, "ns-per-block": None, "drain-chance": None}
+    starts, singles, paces = [], [], []
+    for pops in rounds:
         starts.append(pops[0])
         groups = [[pops[0]]]
         for a, b in zip(pops, pops[1:]):
@@ -207,23 +209,13 @@ def hint_timing(rows, ram=None, workloads=("idle", "hog")) -> dict:
                 best = min(best, g[-1] / (done - 1))
         if best < float("inf"):
             paces.append(best)
-    if not runs:
-        return {"runs": 0, "start-ms": None, "ns-per-block": None, "drain-chance": None}
     period = statistics.median(singles) if singles else 50.0
     gaps = drains = 0
-    for r in rows:
-        c = r.get("config", {})
-        if r.get("status") != "ok" or not c.get("free_page_hint") or "trace" not in r:
-            continue
-        if (ram is not None and c.get("ram") != ram) or c.get("workload") not in workloads:
-            continue
-        got = _round_pops(r)
-        if not got or len(got[0]) < 2:
-            continue
-        counts = _gaps(got[0], period)
+    for pops in rounds:
+        counts = _gaps(pops, period)
         gaps += len(counts)
         drains += sum(1 for n in counts if n > 3)
-    return {"runs": runs, "start-ms": statistics.median(starts),
+    return {"runs": len(rounds), "start-ms": statistics.median(starts),
             "ns-per-block": min(paces) * 1e6, "period-ms": period, "period-measured": bool(singles),
             "drain-chance": drains / gaps if gaps else None, "gaps": gaps, "drains": drains,
             "start-ms-range": (min(starts), max(starts)),

@@ -50,10 +50,10 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from .errors import LabMissingError
+from .image import unpack_into
 
 SUITE = "bookworm-backports"
 CODENAME = "bookworm"
@@ -349,12 +349,12 @@ def fetch_backport(cache=None, log=lambda msg: None):
                                    f"{', '.join(missing_libraries(_controls(debs)))}")
 
     root = base / "root"
-    tmp = Path(tempfile.mkdtemp(dir=base, prefix=".unpack-"))
-    try:
-        for deb in debs:
-            _run(["dpkg-deb", "-x", str(deb), str(tmp)], f"dpkg-deb -x {deb.name}")
-        lib_path = [d for d in LIB_DIRS if (tmp / d).is_dir() and
-                    any(p.suffix == ".so" or ".so." in p.name for p in (tmp / d).iterdir())]
+    lib_path = []
+
+    def runs_here(tmp):
+        """The unpacked binary finds every library it needs (through the unpacked ones)."""
+        lib_path[:] = [d for d in LIB_DIRS if (tmp / d).is_dir() and
+                       any(p.suffix == ".so" or ".so." in p.name for p in (tmp / d).iterdir())]
         env = dict(os.environ)
         if lib_path:
             env["LD_LIBRARY_PATH"] = ":".join(str(tmp / d) for d in lib_path)
@@ -364,13 +364,11 @@ def fetch_backport(cache=None, log=lambda msg: None):
         if ldd.returncode != 0 or bad:
             raise BackportMissingError(f"QEMU {VERSION} from {SUITE} cannot run here: "
                                        f"{bad[0] if bad else ldd.stderr.strip() or 'ldd failed'}")
-        (tmp / ".unpacked").touch()
-        if root.exists():
-            shutil.rmtree(root)
-        tmp.rename(root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+
+    (root / ".unpacked").unlink(missing_ok=True)     # not a usable build (no record): unpack afresh
+    unpack_into(root, debs, extract=lambda deb, into: _run(["dpkg-deb", "-x", str(deb), str(into)],
+                                                          f"dpkg-deb -x {deb.name}"),
+                check=runs_here)
     rec = {"packages": [f"{_deb_field(d, 'Package')} {_deb_field(d, 'Version')}" for d in debs],
            "library-path": lib_path, "mirror": apt.sources.read_text().strip()}
     build = build_from_record(rec, base)

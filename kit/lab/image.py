@@ -94,19 +94,32 @@ def _deb_version(deb: Path) -> str:
     return _run(["dpkg-deb", "-f", str(deb), "Version"]).strip()
 
 
-def _unpack(deb: Path, dest: Path) -> Path:
-    if not (dest / ".unpacked").exists():
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".unpack-"))
-        try:
-            _run(["dpkg-deb", "-x", str(deb), str(tmp)])
-            (tmp / ".unpacked").touch()
-            if dest.exists():
-                shutil.rmtree(dest)
-            tmp.rename(dest)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+def unpack_into(dest: Path, debs, extract=lambda deb, into: _run(["dpkg-deb", "-x", str(deb), str(into)]),
+                check=lambda root: None) -> Path:
+    """Unpack ``debs`` (``dpkg-deb -x``, through ``extract``) into ``dest``, whole or not at all.
+
+    They go into a temporary folder beside ``dest``; ``check(folder)`` may refuse the result
+    by raising; only then does the folder, marked ``.unpacked``, take ``dest``'s place.  The
+    temporary folder is removed on every path.  An already marked ``dest`` is kept."""
+    if (dest / ".unpacked").exists():
+        return dest
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".unpack-"))
+    try:
+        for deb in debs:
+            extract(deb, tmp)
+        check(tmp)
+        (tmp / ".unpacked").touch()
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return dest
+
+
+def _unpack(deb: Path, dest: Path) -> Path:
+    return unpack_into(dest, [deb])
 
 
 def module_depends(ko: Path) -> list[str]:

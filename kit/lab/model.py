@@ -549,3 +549,51 @@ def send_rates(rows, first_ms=300.0, workloads=("idle", "hog")) -> list[dict]:
                     "rep": r.get("rep"), "early-mb-s": rate(early[0], early[-1]),
                     "whole-mb-s": rate(pts[0], pts[-1])})
     return out
+
+
+def rate_conditioned(rows, cost, workload="hog", hint=True, first_ms=300.0) -> list[dict]:
+    """Each recorded run of ``workload`` beside the model told that run's own send rate.
+
+    For every run, the model runs once more with ``wire_bytes_per_s`` set to the rate at
+    which that run sent full pages in its first ``first_ms`` (:func:`send_rates`), all else as
+    ``cost``.  This splits the model's miss in two: what is left with the rate given is the
+    race (when the hints land against where the migration thread is); the rest is the rate,
+    which the model does not predict.  The rate comes from the run itself, so these figures
+    are a diagnosis, not predictions."""
+    cost = get_preset(cost)
+    rates = {(r["ram"], r["rep"]): r["early-mb-s"] for r in send_rates(rows, first_ms, (workload,))
+             if r["hint"] == hint}
+    out, as_fitted = [], {}
+    for r in rows:
+        c = r.get("config", {})
+        key = (c.get("ram"), r.get("rep"))
+        if (r.get("status") != "ok" or c.get("workload") != workload
+                or bool(c.get("free_page_hint")) != hint or key not in rates):
+            continue
+        mib = c["ram-mib"]
+        own = model_figures(model_run(cost.with_(wire_bytes_per_s=rates[key] * 1e6), mib, workload, hint))
+        if mib not in as_fitted:
+            as_fitted[mib] = model_figures(model_run(cost, mib, workload, hint))
+        one = as_fitted[mib]
+        out.append({"ram": c["ram"], "ram-mib": mib, "rep": r.get("rep"), "rate-mb-s": rates[key],
+                    "lab-kb": r["derived"]["transferred-kb"], "model-kb": one["transferred-kb"],
+                    "own-rate-kb": own["transferred-kb"]})
+    return sorted(out, key=lambda x: (x["ram-mib"], x["rep"]))
+
+
+def pops_per_gap(rows, ram, workload="hog") -> list[dict]:
+    """The race as each hint-on run of one cell played it: how many pops QEMU's iothread
+    made at each gap between two iterations of the first round (:func:`hint_timing`'s
+    gaps, with the period measured over the same runs)."""
+    period = hint_timing(rows, ram, (workload,)).get("period-ms") or 50.0
+    out = []
+    for r in rows:
+        c = r.get("config", {})
+        if (r.get("status") != "ok" or not c.get("free_page_hint") or c.get("ram") != ram
+                or c.get("workload") != workload):
+            continue
+        got = _round_pops(r)
+        if got and got[0]:
+            out.append({"rep": r.get("rep"), "pops": _gaps(got[0], period),
+                        "transferred-kb": r["derived"]["transferred-kb"]})
+    return sorted(out, key=lambda x: x["rep"])

@@ -643,3 +643,43 @@ def send_rates_text(rates, workload="hog") -> str:
     for (_, ram, hint), v in sorted(cells.items()):
         lines.append(f"{ram:>4} hint {onoff(hint):3}: " + ", ".join(f"{x:,.0f}" for x in v))
     return "\n".join(lines)
+
+
+def rate_conditioned_text(runs) -> str:
+    """Each run's bytes, the model's as fitted, and the model's when told the run's own rate."""
+    lines = [f"{'RAM':>4} {'run':>3} {'rate MB/s':>9} {'lab KB':>11} {'model KB':>11} {'diff':>6}"
+             f" {'own rate KB':>12} {'diff':>6}"]
+    for r in runs:
+        lines.append(f"{r['ram']:>4} {r['rep']:>3} {r['rate-mb-s']:>9,.0f} {r['lab-kb']:>11,} {r['model-kb']:>11,}"
+                     f" {r['model-kb'] / r['lab-kb'] - 1:>+6.0%} {r['own-rate-kb']:>12,}"
+                     f" {r['own-rate-kb'] / r['lab-kb'] - 1:>+6.0%}")
+    from ..stats import percentile
+    big = [r for r in runs if r["ram-mib"] > 1024]
+    if big:
+        p = {k: percentile([abs(r[k] / r["lab-kb"] - 1) for r in big], 90) for k in ("model-kb", "own-rate-kb")}
+        lines.append(f"runs above 1 GiB ({len(big)}), 90th percentile of |diff|: as fitted {p['model-kb']:.0%}, "
+                     f"with the run's own rate {p['own-rate-kb']:.0%}")
+    return "\n".join(lines)
+
+
+def pops_per_gap_text(runs, ram) -> str:
+    """One line per run: the pops at each gap (a drain is more than three), and its bytes."""
+    lines = [f"{ram} hog, hint on: pops at each gap between two iterations (first round)"]
+    for r in runs:
+        first = next((k + 1 for k, n in enumerate(r["pops"]) if n > 3), None)
+        lines.append(f"run {r['rep']}: {r['transferred-kb']:>9,} KB sent, first drain at gap {first}: "
+                     + " ".join(str(n) for n in r["pops"]))
+    return "\n".join(lines)
+
+
+def within_range_text(cmp, workload="hog", hint=True, figure="transferred-kb") -> str:
+    """Each cell's lab range (fewest to most over its runs) and where the model falls."""
+    lines = [f"{workload}, hint {onoff(hint)}: {figure}, the lab's runs (fewest to most) and the model"]
+    for r in cmp:
+        if r["workload"] != workload or r["hint"] != hint:
+            continue
+        lo, hi = r["lab-range"][figure]
+        m = r["model"][figure]
+        where = "inside" if lo <= m <= hi else ("below" if m < lo else "above")
+        lines.append(f"{r['ram']:>4} {r['role']:9} {lo:>11,} .. {hi:>11,}   model {m:>11,}  {where}")
+    return "\n".join(lines)

@@ -28,6 +28,12 @@ _PFN_16M = (16 << 20) >> 12
 _WHOLE_BLOCK_SUM = np.uint64(0x0101010101010101 * (MAX_ORDER_NR_PAGES // 8))   # 128 in each byte
 
 
+def _overlap(a: np.ndarray, b: np.ndarray, chunk: int = 1 << 21) -> bool:
+    """``(a & b).any()`` for two bool arrays of one length, a chunk at a time (no temporary
+    array as long as a 1 TiB guest's frames)."""
+    return any(np.logical_and(a[i:i + chunk], b[i:i + chunk]).any() for i in range(0, len(a), chunk))
+
+
 class OutOfMemory(KitError):
     """The guest asked for more pages than its zones have free."""
 
@@ -152,7 +158,7 @@ class BuddyAllocator:
             if frames.dtype == bool:
                 lo, hi = mask_span(frames)
                 free, m = self.free[lo:hi], frames[lo:hi]
-                if (free & m).any():
+                if _overlap(free, m):
                     raise KitError("double free: a frame is already free")
                 np.logical_or(free, m, out=free)
                 return
@@ -204,9 +210,10 @@ class BuddyAllocator:
 
     def reserve_all_ram(self):
         """At boot every RAM frame starts free (memblock hands RAM to the buddy allocator)."""
-        self.free[:] = False
         for a, b in self.memory.pfn_ranges():          # present_mask(), written in place
             self.free[a:b] = True
+        for a, b in self.memory._holes():
+            self.free[a:b] = False
 
     def _zones_for(self, zonelist):
         by_name = {z.name: z for z in self.zones}
@@ -230,7 +237,7 @@ class BuddyAllocator:
             raise KitError("cannot allocate a negative number of pages")
         if npages > self.nr_free_pages:
             raise OutOfMemory(f"asked for {npages} pages but only {self.nr_free_pages} are free")
-        taken = np.zeros_like(self.free)
+        taken = np.zeros(self.free.shape, dtype=bool)    # calloc: pages never written stay unmapped
         left, lo, hi = npages, len(taken), 0       # [lo, hi): where the taken frames are
         for zone in self._zones_for(zonelist):
             if left == 0:

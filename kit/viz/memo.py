@@ -20,8 +20,12 @@ def _plain(o):
 def memo_png(draw, *args, **kw) -> bytes:
     """``draw(*args, **kw)``, a PNG, drawn once for the same arguments: a widget that comes back
     to a state it showed before (a control moved and moved back) is not drawn again.  The
-    arguments are the key (as JSON), so they must be numbers, strings, lists, dicts or arrays."""
-    key = json.dumps([draw.__module__, draw.__qualname__, args, kw], sort_keys=True, default=_plain)
+    arguments are the key (as JSON: numbers, strings, lists, dicts, arrays); others are drawn
+    every time."""
+    try:
+        key = json.dumps([draw.__module__, draw.__qualname__, args, kw], sort_keys=True, default=_plain)
+    except (TypeError, ValueError):        # arguments that are no key: just draw
+        return draw(*args, **kw)
     if key not in _PNGS:
         _PNGS[key] = draw(*args, **kw)
         while len(_PNGS) > _PNGS_SIZE:

@@ -459,16 +459,21 @@ class Migration:
             seg = next(s for s in segs if s[0] <= self.pos < s[1])
             ra, rb, pa, block = seg
             a, b = self.pos, min(self.pos + window, rb)
-            idx = np.flatnonzero(self.bmap[a:b])
-            if not len(idx):
+            ndirty = int(np.count_nonzero(self.bmap[a:b]))
+            if not ndirty:
                 if shortcut:
                     self.stats.visited += b - a     # migration_bitmap_find_dirty returns nr + 1
                 scanned_empty += b - a
                 self.pos = b
                 continue
             scanned_empty = 0
+            # every page of the window dirty (the bulk stage): slices instead of index arrays
+            dense = ndirty == b - a
+            idx = np.arange(b - a) if dense else np.flatnonzero(self.bmap[a:b])
             if pa is None:
                 zero = np.ones(len(idx), bool)
+            elif dense:
+                zero = self.guest.memory.zero[pa - ra + a:pa - ra + b]
             else:
                 zero = self.guest.memory.zero[pa - ra + a + idx]
             extra = 1 + len(block.idstr) if block is not self.last_sent_block else 0
@@ -510,7 +515,7 @@ class Migration:
                 new_bytes, new_t = int(cum_bytes[take - 1]), float(cum_t[take - 1])
             if take == len(idx):
                 window = min(2 * window, _WINDOW)
-            pages = a + idx[:take]
+            pages = slice(a, a + take) if dense else a + idx[:take]
             zero = zero[:take]
             self.bmap[pages] = False
             self.migration_dirty_pages -= take
@@ -520,13 +525,14 @@ class Migration:
             if self.page_state is not None:
                 self.page_state[pages] = np.where(zero, SENT_ZERO, SENT_NORMAL)
             if self.dest_version is not None and pa is not None:
-                self.dest_version[pages] = self.guest.memory.version[pa - ra + pages]
+                src = slice(pa - ra + a, pa - ra + a + take) if dense else pa - ra + pages
+                self.dest_version[pages] = self.guest.memory.version[src]
             used_wire += clock.wire_seconds(new_bytes - used_bytes)
             used_bytes = new_bytes
             used_t = new_t
             sent += take
             self.last_sent_block = block
-            new_pos = int(pages[-1]) + 1 if take < len(idx) else b
+            new_pos = a + int(idx[take - 1]) + 1 if take < len(idx) else b
             if shortcut:
                 self.stats.visited += new_pos - a
             self.pos = new_pos

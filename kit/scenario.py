@@ -226,6 +226,7 @@ def _changed(a, b) -> str:
 # once and each build gets a copy (an 8 GiB guest boots in about 60 ms, copies in about 5 ms).
 _GUESTS: "OrderedDict[str, Guest]" = OrderedDict()
 GUEST_CACHE_FRAMES = 1 << 26         # at most this many frames kept (64 M: 256 GiB of guests)
+GUEST_CACHE_MAX = GUEST_CACHE_FRAMES // 3   # a guest up to this size is kept (a 64 GiB sweep point's)
 
 
 def _guest_key(s: Scenario, workload: Workload) -> str:
@@ -245,7 +246,7 @@ def guest(s: Scenario) -> Guest:
         return _GUESTS[key].copy()
     g = _boot_guest(s, workload)
     frames = g.memory.nframes
-    if frames <= GUEST_CACHE_FRAMES // 4:
+    if frames <= GUEST_CACHE_MAX:
         _GUESTS[key] = g.copy()
         while sum(x.memory.nframes for x in _GUESTS.values()) > GUEST_CACHE_FRAMES:
             _GUESTS.popitem(last=False)
@@ -307,7 +308,17 @@ class Result:
         return self.stats["status"] == "completed"
 
     def copy(self) -> "Result":
-        return Result(self.scenario, copy.deepcopy(self.stats), copy.deepcopy(self.timeline), self.page_state)
+        return Result(self.scenario, copy.deepcopy(self.stats), copy_timeline(self.timeline), self.page_state)
+
+
+_ATOMS = frozenset((int, float, str, bool, type(None), np.int64, np.float64, np.bool_))
+
+
+def copy_timeline(timeline: list) -> list:
+    """``copy.deepcopy(timeline)``, faster: an event whose values are all numbers, strings or
+    None is copied as a dict (a run has one event per iteration, thousands for a big guest)."""
+    return [dict(e) if all(type(v) in _ATOMS for v in e.values()) else copy.deepcopy(e)
+            for e in timeline]
 
 
 def result_of(m) -> Result:
@@ -316,7 +327,7 @@ def result_of(m) -> Result:
     if m.page_state is not None:
         ps = m.page_state.copy()
         ps.setflags(write=False)
-    return Result(m.scenario, m.query_migrate(), copy.deepcopy(m.timeline), ps)
+    return Result(m.scenario, m.query_migrate(), copy_timeline(m.timeline), ps)
 
 
 _CACHE: "OrderedDict[str, Result]" = OrderedDict()

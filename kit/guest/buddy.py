@@ -21,10 +21,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import KitError
-from .memory import MAX_ORDER, MAX_ORDER_NR_PAGES, GuestMemory, sorted_unique
+from .memory import MAX_ORDER, MAX_ORDER_NR_PAGES, GuestMemory, mask_span, sorted_unique
 
 ZONE_NAMES = ("DMA", "DMA32", "Normal")
 _PFN_16M = (16 << 20) >> 12
+_WHOLE_BLOCK_SUM = np.uint64(0x0101010101010101 * (MAX_ORDER_NR_PAGES // 8))   # 128 in each byte
+
+
+def _overlap(a: np.ndarray, b: np.ndarray, chunk: int = 1 << 21) -> bool:
+    """``(a & b).any()`` for two bool arrays of one length, a chunk at a time (no temporary
+    array as long as a 1 TiB guest's frames)."""
+    return any(np.logical_and(a[i:i + chunk], b[i:i + chunk]).any() for i in range(0, len(a), chunk))
 
 
 class OutOfMemory(KitError):
@@ -86,35 +93,57 @@ class BuddyAllocator:
         out = [FreeArea(z, self._maximal_blocks(z.start_pfn, z.end_pfn)) for z in zones]
         return out[0] if zone is not None else out
 
+    def _top_blocks(self, start, end):
+        """The 4 MiB blocks of [start, end) (MAX_ORDER aligned): a mask of those wholly free,
+        and the numbers (from ``start``) of those partly free, ascending.
+
+        One pass over the frames: ``free`` holds one byte per frame, 0 or 1, so a sum of
+        8-byte words counts 8 frames at once; a byte lane reaches at most 1024 / 8 = 128,
+        so no lane carries into the next."""
+        top = MAX_ORDER_NR_PAGES
+        nblk = (end - start) // top
+        sums = self.free[start:end].view(np.uint64).reshape(nblk, top // 8).sum(axis=1, dtype=np.uint64)
+        whole = sums == _WHOLE_BLOCK_SUM
+        partly = np.flatnonzero((sums != 0) & ~whole)
+        return whole, partly
+
     def _levels(self, start, end):
-        """levels[k][i]: the order-k block i of [start, end) is entirely free."""
-        levels = [self.free[start:end]]
+        """``(whole, partly, levels)``: :meth:`_top_blocks`, and levels[k][i]: the order-k
+        block i of the partly free 4 MiB blocks, laid end to end, is entirely free.
+
+        A wholly free 4 MiB block is one top-order block and a block with no free frame has
+        none, so only the partly free ones need the 11 passes."""
+        whole, partly = self._top_blocks(start, end)
+        top = MAX_ORDER_NR_PAGES
+        levels = [self.free[start:end].reshape(-1, top)[partly].ravel()]
         for _ in range(1, MAX_ORDER):
             prev = levels[-1]
             levels.append(prev[0::2] & prev[1::2])
-        return levels
+        return whole, partly, levels
 
     def _maximal_blocks(self, start, end):
-        levels = self._levels(start, end)
+        whole, partly, levels = self._levels(start, end)
         blocks = []
-        for k in range(MAX_ORDER):
+        for k in range(MAX_ORDER - 1):
             cur = levels[k]
-            if k + 1 < MAX_ORDER:
-                # drop blocks whose parent is entirely free: view child pairs as one uint16
-                pairs = cur.view(np.uint16)
-                cur = np.where(levels[k + 1], np.uint16(0), pairs).view(bool)
-            blocks.append(start + (np.flatnonzero(cur) << k))
+            # drop blocks whose parent is entirely free: view child pairs as one uint16
+            pairs = cur.view(np.uint16)
+            cur = np.where(levels[k + 1], np.uint16(0), pairs).view(bool)
+            # index j at order k: partly free block j >> (10 - k), order-k block j & mask in it
+            shift = MAX_ORDER - 1 - k
+            j = np.flatnonzero(cur)
+            blocks.append(start + (((partly[j >> shift] << shift) + (j & ((1 << shift) - 1))) << k))
+        blocks.append(start + (np.flatnonzero(whole) << (MAX_ORDER - 1)))
         return blocks
 
     def block_count(self) -> int:
         """Number of free blocks on all free lists (what a free-list walk visits)."""
         total = 0
         for z in self.zones:
-            levels = self._levels(z.start_pfn, z.end_pfn)
-            for k in range(MAX_ORDER):
-                total += int(np.count_nonzero(levels[k]))
-                if k + 1 < MAX_ORDER:
-                    total -= 2 * int(np.count_nonzero(levels[k + 1]))
+            whole, _, levels = self._levels(z.start_pfn, z.end_pfn)
+            total += int(np.count_nonzero(whole))
+            for k in range(MAX_ORDER - 1):
+                total += int(np.count_nonzero(levels[k])) - 2 * int(np.count_nonzero(levels[k + 1]))
         return total
 
     # -- allocation ---------------------------------------------------------------
@@ -127,9 +156,11 @@ class BuddyAllocator:
         else:
             frames = np.asarray(frames)
             if frames.dtype == bool:
-                if (self.free & frames).any():
+                lo, hi = mask_span(frames)
+                free, m = self.free[lo:hi], frames[lo:hi]
+                if _overlap(free, m):
                     raise KitError("double free: a frame is already free")
-                np.logical_or(self.free, frames, out=self.free)
+                np.logical_or(free, m, out=free)
                 return
             if frames.size and self.free[frames].any():
                 raise KitError("double free: a frame is already free")
@@ -179,7 +210,10 @@ class BuddyAllocator:
 
     def reserve_all_ram(self):
         """At boot every RAM frame starts free (memblock hands RAM to the buddy allocator)."""
-        self.free[:] = self.memory.present_mask()
+        for a, b in self.memory.pfn_ranges():          # present_mask(), written in place
+            self.free[a:b] = True
+        for a, b in self.memory._holes():
+            self.free[a:b] = False
 
     def _zones_for(self, zonelist):
         by_name = {z.name: z for z in self.zones}
@@ -203,8 +237,8 @@ class BuddyAllocator:
             raise KitError("cannot allocate a negative number of pages")
         if npages > self.nr_free_pages:
             raise OutOfMemory(f"asked for {npages} pages but only {self.nr_free_pages} are free")
-        taken = np.zeros_like(self.free)
-        left = npages
+        taken = np.zeros(self.free.shape, dtype=bool)    # calloc: pages never written stay unmapped
+        left, lo, hi = npages, len(taken), 0       # [lo, hi): where the taken frames are
         for zone in self._zones_for(zonelist):
             if left == 0:
                 break
@@ -218,13 +252,17 @@ class BuddyAllocator:
                     view = taken[: len(taken) // size * size].reshape(-1, size)
                     view[starts[:nfull] >> k] = True
                     left -= nfull << k
+                    lo, hi = min(lo, int(starts[0])), max(hi, int(starts[nfull - 1]) + size)
                 if left and nfull < len(starts) and left < size:
                     s = int(starts[nfull])
                     taken[s:s + left] = True
+                    lo, hi = min(lo, s), max(hi, s + left)
                     left = 0
         if left:
             raise OutOfMemory(f"zones {list(zonelist)} could not supply {npages} pages")
-        np.greater(self.free, taken, out=self.free)        # free and not taken
+        if lo < hi:
+            free = self.free[lo:hi]
+            np.greater(free, taken[lo:hi], out=free)        # free and not taken
         return taken
 
     def alloc_runtime(self, npages: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from ..migration import MODES
 from ..units import GiB, MiB
 from . import palette
 from . import pagemap as pm
+from .memo import memo_png
 from .performance import draw_breakdown
 
 MODE_LABELS = {"original": "original (QEMU 2.5)", "pv": "pv (the 2016 RFC)",
@@ -339,7 +340,7 @@ class BeyondExplorer:
     def update(self):
         ram, wl, mode = self.ram.value, self.guest.value, self.mode.value
         self.table = beyond.compare(int(ram * GiB), wl)
-        self.image.value = explorer_png(self.table, wl, mode, ram)
+        self.image.value = memo_png(explorer_png, self.table, wl, mode, ram)
         img, stats = _tracked(ram, wl, mode)
         self.stats = stats
         self.page_map.value = img

@@ -16,6 +16,7 @@ import numpy as np
 from .. import downtime as dt
 from ..scenario import Scenario
 from . import palette
+from .memo import memo_png
 
 __all__ = ["GUESTS", "MODE_STYLE", "downtime_png", "point_html", "DowntimeExplorer"]
 
@@ -110,6 +111,6 @@ class DowntimeExplorer:
         curves = dt.sweep(s, self.limits, self.modes)
         here = dt.sweep(s, (lim,), self.modes)
         self.point = {m: (here[m]["downtime-ms"][0], here[m]["total-time-ms"][0]) for m in self.modes}
-        self.image.value = downtime_png(curves, lim, self.point, title=self.guest.value)
+        self.image.value = memo_png(downtime_png, curves, lim, self.point, title=self.guest.value)
         self.caption.value = point_html(lim, self.point)
         return self

@@ -37,6 +37,7 @@ from ..reproduce import reproduce_seed
 from ..scenario import Scenario
 from ..units import GiB, MiB, TARGET_PAGE_SIZE
 from . import palette
+from .memo import memo_png
 
 PRESET = "seed-2016"
 MACHINE = "pc"
@@ -588,6 +589,6 @@ class SweepExplorer:
         sw = sweep(axis, self.grids[axis], self.guest.value)
         runs = sweep_point(axis, self.x, self.guest.value)
         self.runs = runs
-        self.image.value = explorer_png(sw, self.x, runs)
+        self.image.value = memo_png(explorer_png, sw, self.x, runs)
         self.caption.value = point_html(axis, self.x, runs, self.guest.value)
         return self

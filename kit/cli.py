@@ -148,6 +148,9 @@ def build_parser():
             q.add_argument("--workload", default="idle,hog", help="comma-separated (default idle,hog)")
             q.add_argument("--free-page-hint", default="off,on", help="comma-separated (default off,on)")
             q.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+            q.add_argument("--pause", type=float, default=0.0, metavar="S",
+                           help="seconds to wait before each run but the first (default 0); about 30 "
+                                "lets a VM host take back the memory the last run freed")
             q.add_argument("--out", default="data/lab", metavar="DIR",
                            help="where the JSON rows go (default data/lab)")
         q.add_argument("--bandwidth", default="none",
@@ -166,6 +169,9 @@ def build_parser():
         q.add_argument("--postcopy", action="store_true",
                        help="set the postcopy-ram capability on both QEMUs (the run stays pre-copy; "
                             "QEMU then starts no free page hinting)")
+        q.add_argument("--dest-prealloc", action="store_true",
+                       help="start the destination with -mem-prealloc: it touches all its RAM first, so "
+                            "no page it receives costs a first-touch fault while it migrates")
         q.add_argument("--no-tcg-workaround", action="store_true",
                        help="give the guest exactly --ram even on QEMU < 9.0, whose TCG dirty tracking "
                             "then misses writes (see kit/lab/qemu.py); to see the bug")
@@ -315,7 +321,7 @@ def _lab_config(a, **over):
     return dict(bandwidth=parse_bandwidth(a.bandwidth), downtime_limit_ms=a.downtime_limit,
                 init_on_alloc=a.init_on_alloc, machine=a.machine, verify=a.verify,
                 stress_args=a.stress_args, tcg_workaround=_workaround(a),
-                qemu=a.qemu, postcopy=a.postcopy, **over)
+                qemu=a.qemu, postcopy=a.postcopy, dest_prealloc=a.dest_prealloc, **over)
 
 
 class _ProgressLine:
@@ -376,7 +382,7 @@ def cmd_lab(a):
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()]
     try:
         rows = run_matrix(rams=split(a.ram), workloads=split(a.workload),
-                          hints=[_on_off(h) for h in split(a.free_page_hint)], reps=a.reps,
+                          hints=[_on_off(h) for h in split(a.free_page_hint)], reps=a.reps, pause_s=a.pause,
                           out_dir=a.out, log=progress.wrap(say), progress=progress, **_lab_config(a))
     finally:
         progress.end()

@@ -154,6 +154,17 @@ def test_tcg_dirty_sync_workaround_and_paused_destination(tmp_path):
     assert dst[-3:] == ["-incoming", "defer", "-S"]
 
 
+def test_dest_prealloc_adds_mem_prealloc_to_the_destination_only(tmp_path):
+    from kit.cli import _lab_config, build_parser
+    kw = dict(ram_mib=1024, kernel="k", initrd="i", append="a", machine="pc", free_page_hint=False,
+              qmp=tmp_path / "q", console=tmp_path / "c")
+    plain, pre = command_line("qemu", incoming=True, **kw), command_line("qemu", incoming=True, prealloc=True, **kw)
+    assert [a for a in pre if a not in plain] == ["-mem-prealloc"] and "-mem-prealloc" not in plain
+    a = build_parser().parse_args(["lab", "run", "--ram", "2G", "--dest-prealloc"])
+    assert _lab_config(a)["dest_prealloc"] is True
+    assert _lab_config(build_parser().parse_args(["lab", "run"]))["dest_prealloc"] is False
+
+
 QM = {"status": "completed", "total-time": 500, "downtime": 100, "setup-time": 3,
       "ram": {"page-size": 4096, "duplicate": 1000, "normal": 3000, "transferred": 13_000_000,
               "total": 1 << 30}}
@@ -435,3 +446,22 @@ def test_real_qemu_dirtying_guest_keeps_writing_while_it_migrates(clean_tmp):
     # pages written during the migration are sent again: more pages go than the guest has
     d = r["derived"]
     assert d["pages-sent"] > d["guest-pages"]
+
+
+def test_matrix_pauses_between_runs_and_records_it(monkeypatch):
+    import kit.lab.experiment as ex
+    slept, ran = [], []
+    monkeypatch.setattr(ex, "build_guest", lambda log: "guest")
+    monkeypatch.setattr(ex.time, "sleep", slept.append)
+
+    def fake_run(cfg, log, guest, progress):
+        ran.append((cfg.ram, cfg.free_page_hint, len(slept)))
+        return {"status": "ok", "wall-s": 1.0, "config": {"ram": cfg.ram}, "stage": "done"}
+    monkeypatch.setattr(ex, "run_experiment", fake_run)
+    monkeypatch.setattr(ex, "summary_line", lambda row: "")
+    rows = ex.run_matrix(rams=("1G",), workloads=("hog",), hints=(False, True), reps=2, pause_s=30.0)
+    # four runs; a pause before each but the first, taken before the run starts
+    assert [n for *_, n in ran] == [0, 1, 2, 3] and slept == [30.0] * 3
+    assert [r["pause-before-s"] for r in rows] == [0.0, 30.0, 30.0, 30.0]
+    with pytest.raises(KitError, match="--pause"):
+        ex.run_matrix(rams=("1G",), workloads=("hog",), pause_s=-1)

@@ -244,3 +244,48 @@ def test_a_busy_loop_beside_a_run_does_not_bring_the_fast_rate():
     # the fast rate of hint-on hog runs is 900-1,300 MB/s; with or without the loop these stay
     # near the hint-off rate (330-435 MB/s in curves/)
     assert all(r["whole-mb-s"] < 600 for r in rates)
+
+
+def _curve_row(ram, workload, hint, rep, started, normal, setup=100):
+    """A run whose curve sends ``normal`` pages per 100 ms after a setup of ``setup`` ms."""
+    ts = [setup + 50.0 * i for i in range(9)]
+    return {"status": "ok", "rep": rep, "started": started,
+            "config": {"ram": ram, "ram-mib": 1024, "workload": workload, "free_page_hint": hint},
+            "derived": {"setup-time-ms": setup, "normal-pages": normal * 4},
+            "trace": {"bitmap-sync-end-ms": [setup]},
+            "curve": {"t-ms": ts, "status": ["active"] * 9, "normal": [normal * i // 2 for i in range(9)]}}
+
+
+def test_after_previous_pairs_each_run_with_the_one_before_it_in_time():
+    from kit.lab.model import after_previous
+    rows = [_curve_row("1G", "hog", True, 0, "2026-12-02T00:00:30", 25600),     # 1,048.6 MB/s
+            _curve_row("1G", "idle", False, 0, "2026-12-02T00:00:00", 1000),
+            _curve_row("1G", "hog", False, 0, "2026-12-02T00:00:10", 10000)]   # 409.6 MB/s
+    got = after_previous(rows)
+    # the hog runs, each beside the run that started just before it (rows come unsorted)
+    assert [(g["hint"], g["previous"]) for g in got] == [(False, "1G idle hint off"), (True, "1G hog hint off")]
+    assert got[0]["early-mb-s"] == pytest.approx(10000 * 4096 / 0.1 / 1e6)
+    assert got[1]["previous-full-mib"] == pytest.approx(10000 * 4 * 4096 / 2**20)
+
+
+def test_the_destinations_first_touch_sets_the_send_rate():
+    """The recorded A/B runs behind the README's claims (data/lab/dest-prealloc, freed-memory)."""
+    from kit.lab.model import send_rates
+    pre = load_rows(DATA / "dest-prealloc")
+    assert len(pre) == 12 and all(r["status"] == "ok" for r in pre)
+    by = {}
+    for r in pre:
+        c = r["config"]
+        by.setdefault((c["free_page_hint"], c["dest_prealloc"]), []).append(r)
+    rate = lambda rows: sorted(s["whole-mb-s"] for s in send_rates(rows, workloads=("hog",)))
+    plain_off, pre_off = rate(by[(False, False)]), rate(by[(False, True)])
+    assert len(plain_off) == len(pre_off) == 3
+    # with its RAM touched first, the destination takes pages at least 2.5 times as fast
+    assert min(pre_off) > 2.5 * max(plain_off)
+    assert all("-mem-prealloc" in r["command-lines"]["destination"] for r in by[(False, True)])
+    assert not any("-mem-prealloc" in r["command-lines"]["source"] for r in pre)
+    # memory freed a moment ago is cheaper to touch than memory freed 90 s ago
+    right = load_rows(DATA / "freed-memory", "*-right-after-16g-freed.json")
+    later = load_rows(DATA / "freed-memory", "*-90s-after-16g-freed.json")
+    assert len(right) == len(later) == 2
+    assert min(rate(right)) > max(rate(later))

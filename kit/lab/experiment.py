@@ -58,6 +58,9 @@ class LabConfig:
     trace: bool = True      # record the source's trace events (kit/lab/qemu.py TRACE_EVENTS)
     qemu: str | None = None  # None: the system's; "7.2" (the system's) or "10.0" (kit/lab/backport.py)
     postcopy: bool = False  # the postcopy-ram capability on both sides (the run stays pre-copy)
+    # the destination touches all its RAM when it starts (QEMU's -mem-prealloc), so no page it
+    # receives costs a first-touch fault during the migration
+    dest_prealloc: bool = False
 
     def check(self) -> int:
         """Validate; return the RAM in MiB.  Raises a KitError saying what to fix."""
@@ -201,7 +204,8 @@ def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None, progress=No
                                           trace=trace, **common), tmp, tmp / "src.console", tmp / "src.qmp",
                   env=env)
         dst = Qemu("destination", command_line(binary, qmp=tmp / "dst.qmp", console=tmp / "dst.console",
-                                               incoming=True, paused=cfg.verify, **common),
+                                               incoming=True, paused=cfg.verify,
+                                               prealloc=cfg.dest_prealloc, **common),
                    tmp, tmp / "dst.console", tmp / "dst.qmp", env=env)
         row["command-lines"] = {"source": src.cmd, "destination": dst.cmd}
         try:
@@ -400,6 +404,7 @@ def save_row(row: dict, out_dir: Path, name: str | None = None) -> Path:
     q = row.get("qemu") or {}
     tag = "" if q.get("kind", "system") == "system" else f"-qemu{'.'.join(map(str, version_tuple(q.get('version-line', ''))[:2]))}"
     tag += "-postcopy" if c.get("postcopy") else ""
+    tag += "-dest-prealloc" if c.get("dest_prealloc") else ""
     name = name or (f"{stamp}-{c['ram']}-{c['workload']}-hint-{'on' if c['free_page_hint'] else 'off'}"
                     f"-ioa{c['init_on_alloc']}{tag}.json")
     path = out_dir / name
@@ -416,6 +421,7 @@ def summary_line(row: dict) -> str:
         v = ".".join(map(str, version_tuple(q["version-line"])[:2]))
         wa = (q.get("tcg-dirty-sync-workaround") or {}).get("on")
         head += f" qemu {v}{' -8K' if wa else ''}{' postcopy' if c.get('postcopy') else ''}"
+        head += " dest-prealloc" if c.get("dest_prealloc") else ""
     if row["status"] != "ok":
         return f"{head}  FAILED at {row['stage']}: {row['error']}"
     extra = ""
@@ -431,28 +437,41 @@ def summary_line(row: dict) -> str:
 
 
 def run_matrix(rams=("1G", "2G"), workloads=("idle", "hog"), hints=(False, True), reps=3,
-               out_dir: Path | None = None, log=lambda msg: None, progress=None, **config) -> list[dict]:
+               out_dir: Path | None = None, log=lambda msg: None, progress=None, pause_s=0.0,
+               **config) -> list[dict]:
     """Every combination ``reps`` times, repetition outermost (so slow drift of the
-    host spreads over all cells); each row is saved as it finishes, failed ones too."""
+    host spreads over all cells); each row is saved as it finishes, failed ones too.
+
+    ``pause_s``: seconds to wait before every run but the first.  On a host that is itself a
+    VM reporting its free pages (data/lab/freed-memory/), memory a run has just freed is cheap
+    for the next run's destination to touch, for up to about 30 s; a pause that long lets
+    every run start from memory handed back to the host."""
     cfgs = [LabConfig(ram=r, workload=w, free_page_hint=h, **config)
             for r in rams for w in workloads for h in hints]
     for c in cfgs:
         c.check()                  # every bad input before the first QEMU starts
     if reps < 1:
         raise KitError(f"--reps {reps}: need at least 1")
+    if not 0 <= pause_s <= 600:
+        raise KitError(f"--pause {pause_s}: give 0 to 600 seconds between runs")
     guest = build_guest(log=log)
     rows = []
     todo = [(rep, c) for rep in range(reps) for c in cfgs]
     done_wall = done_mib = 0.0
     for i, (rep, c) in enumerate(todo, 1):
         left_mib = sum(parse_size(x.ram) // MiB for _, x in todo[i - 1:])
-        eta = f", about {done_wall / done_mib * left_mib / 60:.0f} min left" if done_mib else ""
+        pauses = pause_s * (len(todo) - i)
+        eta = (f", about {(done_wall / done_mib * left_mib + pauses) / 60:.0f} min left"
+               if done_mib else "")
+        if i > 1 and pause_s:
+            time.sleep(pause_s)
         log(f"run {i} of {len(todo)}: {c.ram} {c.workload} hint {'on' if c.free_page_hint else 'off'}, "
             f"repetition {rep + 1}{eta}")
         row = run_experiment(c, log=log, guest=guest, progress=progress)
         done_wall += row.get("wall-s", 0.0)
         done_mib += parse_size(c.ram) // MiB
         row["rep"] = rep
+        row["pause-before-s"] = pause_s if i > 1 else 0.0
         if out_dir is not None:
             row["file"] = save_row(row, out_dir).name
         rows.append(row)

@@ -597,3 +597,25 @@ def pops_per_gap(rows, ram, workload="hog") -> list[dict]:
             out.append({"rep": r.get("rep"), "pops": _gaps(got[0], period),
                         "transferred-kb": r["derived"]["transferred-kb"]})
     return sorted(out, key=lambda x: x["rep"])
+
+
+def after_previous(rows, workload="hog", first_ms=300.0) -> list[dict]:
+    """Each run of ``workload`` beside the run just before it in time: how many full pages that
+    one sent (the memory its destination touched, freed when it ended) and this run's early rate.
+
+    Rows are ordered by ``started``; a row counts as the previous one whatever its workload."""
+    ordered = sorted((r for r in rows if r.get("started")), key=lambda r: r["started"])
+    rates = {(r["ram"], r["workload"], r["hint"], r["rep"]): r["early-mb-s"]
+             for r in send_rates(ordered, first_ms, workloads=(workload,))}
+    out = []
+    for prev, r in zip(ordered, ordered[1:]):
+        c = r["config"]
+        key = (c["ram"], c["workload"], bool(c["free_page_hint"]), r.get("rep"))
+        if key not in rates or prev.get("status") != "ok":
+            continue
+        pc = prev["config"]
+        out.append({"ram": c["ram"], "ram-mib": c["ram-mib"], "hint": key[2], "rep": r.get("rep"),
+                    "early-mb-s": rates[key], "previous": f"{pc['ram']} {pc['workload']} hint "
+                                                          f"{'on' if pc['free_page_hint'] else 'off'}",
+                    "previous-full-mib": prev["derived"]["normal-pages"] * TARGET_PAGE_SIZE / MiB})
+    return sorted(out, key=lambda x: (x["ram-mib"], x["hint"], x["rep"]))

@@ -146,12 +146,13 @@ TRACE_EVENTS = ("virtqueue_pop", "virtio_balloon_get_config", "migration_bitmap_
 
 def command_line(binary, *, ram_mib, kernel, initrd, append, free_page_hint, machine,
                  qmp, console, incoming=False, workaround=False, paused=False, trace=None,
-                 firmware=()) -> list[str]:
+                 firmware=(), prealloc=False) -> list[str]:
     """The QEMU command line of a lab guest.  Source and destination differ only in
     ``-incoming`` (and ``-S`` when the destination must not run before it is
     verified).  The iothread is there in both hint settings, so that "on" and
     "off" differ only in the feature (QEMU refuses free-page-hint=on without one).
-    ``firmware``: folders given with ``-L`` (a fetched QEMU's own ROMs and BIOS)."""
+    ``firmware``: folders given with ``-L`` (a fetched QEMU's own ROMs and BIOS).
+    ``prealloc``: ``-mem-prealloc``, QEMU touches all of the guest's RAM before it starts."""
     cmd = [binary] + [a for d in firmware for a in ("-L", str(d))]
     cmd += ["-M", machine, "-accel", "tcg", "-smp", "1", "-m", ram_option(ram_mib, workaround),
             "-nodefaults", "-display", "none", "-no-reboot",
@@ -165,6 +166,8 @@ def command_line(binary, *, ram_mib, kernel, initrd, append, free_page_hint, mac
         cmd += ["-D", str(trace), "-msg", "timestamp=on"]
         for event in TRACE_EVENTS:
             cmd += ["-trace", f"enable={event}"]
+    if prealloc:
+        cmd += ["-mem-prealloc"]
     if incoming:
         cmd += ["-incoming", "defer"]
     if paused:

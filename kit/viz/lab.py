@@ -683,3 +683,17 @@ def within_range_text(cmp, workload="hog", hint=True, figure="transferred-kb") -
         where = "inside" if lo <= m <= hi else ("below" if m < lo else "above")
         lines.append(f"{r['ram']:>4} {r['role']:9} {lo:>11,} .. {hi:>11,}   model {m:>11,}  {where}")
     return "\n".join(lines)
+
+
+def after_previous_text(runs, fast_mb_s=600.0) -> str:
+    """Each hog run's early rate beside the run before it (and the full pages that one sent)."""
+    lines = [f"{'RAM':>4} {'hint':4} {'run':>3} {'MB/s':>6}  run before it, and the full pages it sent"]
+    for r in runs:
+        lines.append(f"{r['ram']:>4} {onoff(r['hint']):4} {r['rep']:>3} {r['early-mb-s']:>6,.0f}  "
+                     f"{r['previous']}, {r['previous-full-mib']:,.0f} MiB")
+    for before in ("idle", "hog"):
+        these = [r for r in runs if f" {before} " in f" {r['previous']} "]
+        fast = sum(r["early-mb-s"] > fast_mb_s for r in these)
+        article = "an" if before[0] in "aeiou" else "a"
+        lines.append(f"after {article} {before} run: {fast} of {len(these)} runs faster than {fast_mb_s:,.0f} MB/s")
+    return "\n".join(lines)

@@ -228,7 +228,7 @@ class LayoutPainter:
             ax.xaxis.set_visible(True)
             for a, v in zip(moving, shown):
                 a.set_visible(v)
-        self._fonts = {}
+        self._fonts, self._stamps = {}, {}
         self.painted: list[str] = []           # the texts of the last picture, left to right, then the labels
 
     def _font(self, text):
@@ -242,25 +242,39 @@ class LayoutPainter:
             self._fonts[key] = (font, -top, bottom)
         return self._fonts[key]
 
-    def _text(self, draw, text, xy, height):
+    def _stamp(self, font, s):
+        """``s`` in ``font`` as an "L" mask, the mask's offset from the pen on the baseline, and
+        the text's advance; kept, since most labels come back from one picture to the next."""
+        key = (id(font), s)
+        hit = self._stamps.get(key)
+        if hit is None:
+            from PIL import Image, ImageDraw
+            x0, y0, x1, y1 = (int(v) for v in font.getbbox(s, anchor="ls"))
+            mask = Image.new("L", (max(1, x1 - x0), max(1, y1 - y0)))
+            ImageDraw.Draw(mask).text((-x0, -y0), s, fill=255, font=font, anchor="ls")
+            if len(self._stamps) >= 2048:
+                self._stamps.clear()
+            hit = self._stamps[key] = (mask, x0, y0, font.getlength(s))
+        return hit
+
+    def _text(self, img, draw, text, xy):
         """Write a one-line Text whose anchor is at display point ``xy``, aligned as matplotlib aligns it."""
         from matplotlib.colors import to_rgb
         s = text.get_text()
         if not s or not text.get_visible():
             return
         font, asc, desc = self._font(text)
-        row = height - xy[1]                   # display y runs up, the image's rows down
+        mask, dx, dy, w = self._stamp(font, s)
+        row = img.height - xy[1]               # display y runs up, the image's rows down
         va = text.get_verticalalignment()
-        base = {"center": row + (asc - desc) / 2, "top": row + asc, "bottom": row - desc}.get(va, row)
-        w = draw.textlength(s, font=font)
-        left = xy[0] - {"left": 0, "center": w / 2, "right": w}[text.get_horizontalalignment()]
+        base = round({"center": row + (asc - desc) / 2, "top": row + asc, "bottom": row - desc}.get(va, row))
+        left = round(xy[0] - {"left": 0, "center": w / 2, "right": w}[text.get_horizontalalignment()])
         box = text.get_bbox_patch()
         if box is not None:
             pad = box.get_boxstyle().pad * text.get_fontsize() * self.fig.dpi / 72
             fill = tuple(round(255 * c) for c in to_rgb(box.get_facecolor()))
             draw.rectangle([left - pad, base - asc - pad, left + w + pad, base + desc + pad], fill=fill)
-        draw.text((left, base), s, fill=tuple(round(255 * c) for c in to_rgb(text.get_color())),
-                  font=font, anchor="ls")
+        img.paste(tuple(round(255 * c) for c in to_rgb(text.get_color())), (left + dx, base + dy), mask)
         self.painted.append(s)
 
     def image(self) -> np.ndarray:
@@ -280,9 +294,9 @@ class LayoutPainter:
             xi = round(x - self.tick_width / 2)
             draw.rectangle([xi, y0, xi + self.tick_width - 1, y0 + self.tick_len - 1], fill=(0, 0, 0))
             self.tick_label.set_text(label)
-            self._text(draw, self.tick_label, (x, self.tick_label_y), h)
+            self._text(img, draw, self.tick_label, (x, self.tick_label_y))
         for t in self.texts:
-            self._text(draw, t, t.get_transform().transform(t.get_position()), h)
+            self._text(img, draw, t, t.get_transform().transform(t.get_position()))
         return np.asarray(img)
 
     def png(self) -> bytes:

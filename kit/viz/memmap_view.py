@@ -43,9 +43,9 @@ def gib_label(nbytes: int) -> str:
 def fig_png(fig, dpi: int | None = None) -> bytes:
     """PNG bytes of a matplotlib figure (no pyplot, no display), at the figure's own dpi.
 
-    Quick enough for a widget's every redraw: the Agg canvas draws once and Pillow encodes
-    its pixels at compression level 1 (``savefig`` took twice as long for the same picture).
-    Another ``dpi`` goes through ``savefig``.
+    The Agg canvas draws once and Pillow encodes its pixels at compression level 1 (``savefig``
+    took twice as long for the same picture); another ``dpi`` goes through ``savefig``.  A full
+    draw of the memory map takes 40-50 ms, so its widget paints with :class:`LayoutPainter`.
     """
     if dpi is not None and dpi != fig.dpi:
         buf = io.BytesIO()

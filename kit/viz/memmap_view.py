@@ -203,7 +203,7 @@ class LayoutPainter:
         from matplotlib.text import Text
         self.drawing = d = drawing
         ax = d.ax
-        self.fig = fig = ax.get_figure(root=True)
+        self.fig = fig = ax.figure
         self.canvas = fig.canvas
         self.canvas.draw()                     # places the title, the tick labels and "GiB"
         tick = ax.xaxis.get_major_ticks()[0]
@@ -237,7 +237,11 @@ class LayoutPainter:
         if key not in self._fonts:
             from matplotlib import font_manager
             from PIL import ImageFont
-            font = ImageFont.truetype(font_manager.findfont(key[0]), text.get_fontsize() * self.fig.dpi / 72)
+            path, size = font_manager.findfont(key[0]), text.get_fontsize() * self.fig.dpi / 72
+            try:
+                font = ImageFont.truetype(path, size)
+            except TypeError:                  # Pillow before 10.1 takes whole pixels only
+                font = ImageFont.truetype(path, round(size))
             _, top, _, bottom = font.getbbox("lp", anchor="ls")
             self._fonts[key] = (font, -top, bottom)
         return self._fonts[key]

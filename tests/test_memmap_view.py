@@ -194,3 +194,36 @@ def test_live_guest_map_caption_keeps_its_line_count():
     heights = {re.search(r"height:([\d.]+em)", c).group(1) for c in states}
     assert set(lines) == {mv.LiveGuestMap.CAPTION_LINES} and len(heights) == 1
     assert len(set(states)) == len(states)  # and it still says something new each time
+
+
+def test_painted_picture_says_what_a_full_draw_says():
+    """The widget's picture (matplotlib for the shapes over a background drawn once, Pillow for
+    the texts) against matplotlib's full draw of the same figure: the same texts, the same
+    shapes pixel for pixel, and glyphs that differ only in their hinting."""
+    import io
+    from matplotlib.text import Text
+    from PIL import Image
+    w = mv.MemoryMapWidget(machine="pc", ram_gib=4.0)
+    d, fixed = w.drawing, {"guest\nphysical", "pc.ram\n(ram_addr)", "GiB"}
+    for machine, gib in (("pc", 0.5), ("pc", 3.375), ("q35", 6.0), ("pc-i440fx-1.7", 16.0)):
+        w.machine.value, w.ram.value = machine, gib
+        fast = np.asarray(Image.open(io.BytesIO(w.image.value)).convert("RGB")).astype(int)
+        full = np.asarray(Image.open(io.BytesIO(mv.fig_png(w.fig))).convert("RGB")).astype(int)
+        drawn = [t.get_text() for t in w.fig.findobj(Text) if t.get_visible() and t.get_text()
+                 and t.get_text() not in fixed]
+        assert sorted(w.painter.painted) == sorted(drawn) and "4" in drawn and d.title.get_text() in drawn
+        assert fast.shape == full.shape
+        h = fast.shape[0]
+        for y in (d.Y_RAM - d.H / 4, d.Y_GPA + d.H / 2 - 0.04):   # rows through the bars without text
+            row = h - 1 - int(d.ax.transData.transform((0, y))[1])
+            assert (fast[row] == full[row]).all()
+        assert (np.abs(fast - full).max(axis=2) > 64).mean() < 0.03
+
+
+def test_rgb_png_round_trips():
+    import io
+    from PIL import Image
+    rgb = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    png = mv.rgb_png(rgb)
+    assert png.startswith(PNG_MAGIC)
+    assert (np.asarray(Image.open(io.BytesIO(png)).convert("RGB")) == rgb).all()

@@ -7,7 +7,8 @@ Display only: everything here reads the model (``kit.memmap``, ``kit.guest``,
   matplotlib axes: guest-physical address space (RAM below 4G, PCI hole, RAM
   above 4G) over QEMU's pc.ram (``ram_addr``), with the "ram-above-4g" alias
   drawn as a band from one to the other.  :class:`MemoryMapWidget` puts it in
-  a ``widgets.Image`` (one persistent figure, updated with ``set_*`` calls).
+  a ``widgets.Image`` (one persistent figure, updated with ``set_*`` calls and painted by
+  :class:`LayoutPainter`: matplotlib for the shapes, Pillow for the texts).
 * :func:`overview_classes` and :class:`LiveGuestMap`: a guest's pages (used,
   zero, stale, free) with KVM's dirty log drawn on top, for notebook 00.
 * :func:`shift_outcome` / :func:`migration_outcome`: what QEMU does with each
@@ -42,9 +43,9 @@ def gib_label(nbytes: int) -> str:
 def fig_png(fig, dpi: int | None = None) -> bytes:
     """PNG bytes of a matplotlib figure (no pyplot, no display), at the figure's own dpi.
 
-    Quick enough for a widget's every redraw: the Agg canvas draws once and Pillow encodes
-    its pixels at compression level 1 (``savefig`` took twice as long for the same picture).
-    Another ``dpi`` goes through ``savefig``.
+    The Agg canvas draws once and Pillow encodes its pixels at compression level 1 (``savefig``
+    took twice as long for the same picture); another ``dpi`` goes through ``savefig``.  A full
+    draw of the memory map takes 40-50 ms, so its widget paints with :class:`LayoutPainter`.
     """
     if dpi is not None and dpi != fig.dpi:
         buf = io.BytesIO()
@@ -58,6 +59,25 @@ def fig_png(fig, dpi: int | None = None) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def rgb_png(rgb: np.ndarray, level: int = 1) -> bytes:
+    """PNG bytes of an ``(h, w, 3)`` uint8 RGB array: rows unfiltered, zlib at ``level``.
+
+    About 2 ms for a 900 x 190 widget picture, where Pillow's encoder (which filters every
+    row) takes 5-8 ms at compression level 1; the file is no bigger for a picture of flat colours.
+    """
+    import struct
+    import zlib
+    h, w, _ = rgb.shape
+    rows = np.empty((h, w * 3 + 1), np.uint8)
+    rows[:, 0] = 0                             # filter type 0 (None) on every row
+    rows[:, 1:] = rgb.reshape(h, w * 3)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + chunk(b"IEND", b""))
 
 
 # ----------------------------------------------------------------------------- layout to scale
@@ -155,11 +175,136 @@ class LayoutDrawing:
             if all(abs(t - k) * px_per_gib > 30 for k in ticks):
                 ticks.append(t)
         ticks.sort()
+        self.tick_labels = [f"{t:g}" for t in ticks]
         self.ax.set_xticks(ticks)
-        self.ax.set_xticklabels([f"{t:g}" for t in ticks])
+        self.ax.set_xticklabels(self.tick_labels)
         self.title.set_text(title if title is not None else
                             f"{mm.machine}, -m {format_size(mm.ram_size)}: lowmem = {mib(mm.lowmem)}")
         return self
+
+
+class LayoutPainter:
+    """A :class:`LayoutDrawing`'s picture, redrawn in a few milliseconds: what the widget shows.
+
+    A full matplotlib draw of the drawing takes 40-50 ms, nearly all of it text (matplotlib 3.11
+    renders each glyph from Python: 4-5 ms a label).  So the painter keeps what never moves
+    (the y labels, "GiB", the axis line) as a background drawn once by matplotlib; for each
+    picture matplotlib draws only the band, the bars, the hatched hole and the 4G line over it
+    (``restore_region`` and ``draw_artist``, about 3 ms), and Pillow writes the texts (the
+    labels, the title, the x tick labels) and the tick marks, in matplotlib's font and size,
+    at the places matplotlib gives them.  The texts are the drawing's own artists' texts, so
+    the picture says what a full draw of the figure says (``tests/test_memmap_view.py``
+    compares the two); Pillow's glyphs are hinted a little differently, that is all.
+
+    The figure's size and margins must stay as they were when the painter was made.
+    """
+
+    def __init__(self, drawing: LayoutDrawing):
+        from matplotlib.text import Text
+        self.drawing = d = drawing
+        ax = d.ax
+        self.fig = fig = ax.figure
+        self.canvas = fig.canvas
+        self.canvas.draw()                     # places the title, the tick labels and "GiB"
+        tick = ax.xaxis.get_major_ticks()[0]
+        label = tick.label1                    # its look and height, in a Text of our own
+        self.tick_label = Text(0, 0, "", color=label.get_color(), fontproperties=label.get_fontproperties(),
+                               ha=label.get_horizontalalignment(), va=label.get_verticalalignment())
+        self.tick_label_y = float(label.get_transform().transform(label.get_position())[1])
+        self.tick_len = round(tick.tick1line.get_markersize() * fig.dpi / 72)
+        self.tick_width = max(1, round(tick.tick1line.get_markeredgewidth() * fig.dpi / 72))
+        self.shapes = [d.band, d.low, d.hole, d.high, d.ram_low, d.ram_high, d.four]   # drawing order
+        self.texts = [d.t_low, d.t_hole, d.t_high, d.t_shift, d.title]
+        moving = self.shapes + self.texts
+        shown = [a.get_visible() for a in moving]
+        for a in moving:
+            a.set_visible(False)
+        ax.xaxis.set_visible(False)
+        try:
+            self.canvas.draw()
+            ax.draw_artist(ax.xaxis.label)     # "GiB", where the full draw put it
+            self.background = self.canvas.copy_from_bbox(fig.bbox)
+        finally:
+            ax.xaxis.set_visible(True)
+            for a, v in zip(moving, shown):
+                a.set_visible(v)
+        self._fonts, self._stamps = {}, {}
+        self.painted: list[str] = []           # the texts of the last picture, left to right, then the labels
+
+    def _font(self, text):
+        """Pillow's font for a Text, and the ascent and descent of matplotlib's line box ("lp")."""
+        key = (text.get_fontproperties(), self.fig.dpi)
+        if key not in self._fonts:
+            from matplotlib import font_manager
+            from PIL import ImageFont
+            path, size = font_manager.findfont(key[0]), text.get_fontsize() * self.fig.dpi / 72
+            try:
+                font = ImageFont.truetype(path, size)
+            except TypeError:                  # Pillow before 10.1 takes whole pixels only
+                font = ImageFont.truetype(path, round(size))
+            _, top, _, bottom = font.getbbox("lp", anchor="ls")
+            self._fonts[key] = (font, -top, bottom)
+        return self._fonts[key]
+
+    def _stamp(self, font, s):
+        """``s`` in ``font`` as an "L" mask, the mask's offset from the pen on the baseline, and
+        the text's advance; kept, since most labels come back from one picture to the next."""
+        key = (id(font), s)
+        hit = self._stamps.get(key)
+        if hit is None:
+            from PIL import Image, ImageDraw
+            x0, y0, x1, y1 = (int(v) for v in font.getbbox(s, anchor="ls"))
+            mask = Image.new("L", (max(1, x1 - x0), max(1, y1 - y0)))
+            ImageDraw.Draw(mask).text((-x0, -y0), s, fill=255, font=font, anchor="ls")
+            if len(self._stamps) >= 2048:
+                self._stamps.clear()
+            hit = self._stamps[key] = (mask, x0, y0, font.getlength(s))
+        return hit
+
+    def _text(self, img, draw, text, xy):
+        """Write a one-line Text whose anchor is at display point ``xy``, aligned as matplotlib aligns it."""
+        from matplotlib.colors import to_rgb
+        s = text.get_text()
+        if not s or not text.get_visible():
+            return
+        font, asc, desc = self._font(text)
+        mask, dx, dy, w = self._stamp(font, s)
+        row = img.height - xy[1]               # display y runs up, the image's rows down
+        va = text.get_verticalalignment()
+        base = round({"center": row + (asc - desc) / 2, "top": row + asc, "bottom": row - desc}.get(va, row))
+        left = round(xy[0] - {"left": 0, "center": w / 2, "right": w}[text.get_horizontalalignment()])
+        box = text.get_bbox_patch()
+        if box is not None:
+            pad = box.get_boxstyle().pad * text.get_fontsize() * self.fig.dpi / 72
+            fill = tuple(round(255 * c) for c in to_rgb(box.get_facecolor()))
+            draw.rectangle([left - pad, base - asc - pad, left + w + pad, base + desc + pad], fill=fill)
+        img.paste(tuple(round(255 * c) for c in to_rgb(text.get_color())), (left + dx, base + dy), mask)
+        self.painted.append(s)
+
+    def image(self) -> np.ndarray:
+        """The drawing as it stands now, as an ``(h, w, 3)`` uint8 RGB array."""
+        from PIL import Image, ImageDraw
+        ax, canvas = self.drawing.ax, self.canvas
+        canvas.restore_region(self.background)
+        for a in self.shapes:
+            ax.draw_artist(a)
+        w, h = canvas.get_width_height()
+        img = Image.frombuffer("RGBA", (w, h), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
+        draw = ImageDraw.Draw(img)
+        self.painted = []
+        y0 = h - ax.bbox.y0                    # the x axis line's row
+        for t, label in zip(ax.get_xticks(), self.drawing.tick_labels):
+            x = float(ax.transData.transform((t, 0))[0])
+            xi = round(x - self.tick_width / 2)
+            draw.rectangle([xi, y0, xi + self.tick_width - 1, y0 + self.tick_len - 1], fill=(0, 0, 0))
+            self.tick_label.set_text(label)
+            self._text(img, draw, self.tick_label, (x, self.tick_label_y))
+        for t in self.texts:
+            self._text(img, draw, t, t.get_transform().transform(t.get_position()))
+        return np.asarray(img)
+
+    def png(self) -> bytes:
+        return rgb_png(self.image())
 
 
 def layout_figure(maps, width: float = 9.0, row_height: float = 1.55):
@@ -199,8 +344,9 @@ class MemoryMapWidget:
 
     The RAM slider runs from 0.5 to 16 GiB in steps of 1/8 GiB: 124 steps, about 3 px each
     on a notebook's width, so a mouse can stop on 3.375 GiB as the arrow keys can; the box
-    beside it takes any of those values typed in.  The picture is one persistent figure: each
-    redraw moves its artists and encodes it (:func:`fig_png`); its margins are set once.
+    beside it takes any of those values typed in.  The picture is one persistent figure whose
+    margins are set once: each redraw moves its artists and a :class:`LayoutPainter` paints
+    them (a few ms, where a full matplotlib draw takes 40-50 ms).
     """
 
     def __init__(self, machine: str = "pc", ram_gib: float = 4.0, max_below: int = 0):
@@ -227,6 +373,7 @@ class MemoryMapWidget:
         # so no redraw needs a tight_layout (two of them took about 31 ms a redraw).
         self.drawing.update(self.mm)
         self.fig.tight_layout()
+        self.painter = LayoutPainter(self.drawing)
         self.image = widgets.Image(format="png", layout=widgets.Layout(width="100%"))
         self.values = widgets.HTML()
         for w in (self.machine, self.ram, self.below):
@@ -243,7 +390,7 @@ class MemoryMapWidget:
     def redraw(self, change=None):
         mm = self.mm
         self.drawing.update(mm)
-        self.image.value = fig_png(self.fig)
+        self.image.value = self.painter.png()
         self.values.value = split_html(mm)
 
 

@@ -177,7 +177,9 @@ register_preset(CostModel(
                  "hog_unmerged_blocks": 10},
     sources={
         "wire_bytes_per_s": "fit: lab 1 GiB hog, hint off, total time (loopback TCP as QEMU's "
-                            "migration thread drives it beside two TCG guests on 2 cores)",
+                            "migration thread drives it beside two TCG guests on 2 cores). Mostly the "
+                            "destination's first touch of each page: with its RAM preallocated the same "
+                            "runs send 3-5 times as fast (data/lab/dest-prealloc)",
         "cpu_ns_per_page": "fit: lab 1 GiB idle, hint off, total time; it comes out at its floor, 0: "
                            "setup and the wire already account for the median time, so the zero-page "
                            "checks are hidden in those two (notebook 08 shows what this costs)",

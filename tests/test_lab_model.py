@@ -289,3 +289,20 @@ def test_the_destinations_first_touch_sets_the_send_rate():
     later = load_rows(DATA / "freed-memory", "*-90s-after-16g-freed.json")
     assert len(right) == len(later) == 2
     assert min(rate(right)) > max(rate(later))
+
+
+def test_with_settled_replaces_the_cells_measured_again():
+    from kit.lab.model import SETTLED, send_rates, with_settled
+    row = lambda ram, wl, hint, t: {"started": t, "config": {"ram": ram, "workload": wl, "free_page_hint": hint}}
+    old = [row("2G", "hog", True, "b"), row("2G", "hog", False, "a"), row("4G", "hog", True, "c")]
+    new = [row("2G", "hog", True, "z")]
+    got = with_settled(old, new)
+    assert [(r["config"]["ram"], r["config"]["free_page_hint"], r["started"]) for r in got] == [
+        ("2G", False, "a"), ("4G", True, "c"), ("2G", True, "z")]
+    # the recorded settled runs: hog with hints at 2, 4 and 8 GiB, 40 s before each but the
+    # first of a matrix, and none at the fast rate
+    settled = load_rows(SETTLED)
+    assert sorted({(r["config"]["ram"], r["config"]["free_page_hint"]) for r in settled}) == [
+        ("2G", True), ("4G", True), ("8G", True)]
+    assert len(settled) == 9 and sorted(r["pause-before-s"] for r in settled) == [0.0] * 2 + [40.0] * 7
+    assert all(s["early-mb-s"] < 600 for s in send_rates(settled, workloads=("hog",)))

@@ -619,3 +619,15 @@ def after_previous(rows, workload="hog", first_ms=300.0) -> list[dict]:
                                                           f"{'on' if pc['free_page_hint'] else 'off'}",
                     "previous-full-mib": prev["derived"]["normal-pages"] * TARGET_PAGE_SIZE / MiB})
     return sorted(out, key=lambda x: (x["ram-mib"], x["hint"], x["rep"]))
+
+
+SETTLED = DATA / "settled"
+
+
+def with_settled(rows, settled) -> list[dict]:
+    """``rows`` with every cell that ``settled`` covers (same RAM, workload and hint setting)
+    taken from ``settled`` instead: the hog-on cells measured again with a pause before each
+    run (``lab matrix --pause 40``), so that no run starts on memory the one before it freed."""
+    cell = lambda r: (r["config"]["ram"], r["config"]["workload"], bool(r["config"]["free_page_hint"]))
+    redone = {cell(r) for r in settled}
+    return sorted([r for r in rows if cell(r) not in redone] + list(settled), key=lambda r: r.get("started", ""))

@@ -693,7 +693,20 @@ def after_previous_text(runs, fast_mb_s=600.0) -> str:
                      f"{r['previous']}, {r['previous-full-mib']:,.0f} MiB")
     for before in ("idle", "hog"):
         these = [r for r in runs if f" {before} " in f" {r['previous']} "]
+        if not these:
+            continue
         fast = sum(r["early-mb-s"] > fast_mb_s for r in these)
         article = "an" if before[0] in "aeiou" else "a"
         lines.append(f"after {article} {before} run: {fast} of {len(these)} runs faster than {fast_mb_s:,.0f} MB/s")
     return "\n".join(lines)
+
+
+def ab_rates_text(rows, label, workload="hog") -> str:
+    """Whole-run MB/s of full pages, grouped by ``label(row)`` (e.g. plain against prealloc)."""
+    from ..lab.model import send_rates
+    groups: dict = {}
+    for r in sorted(rows, key=lambda r: r.get("started", "")):
+        for s in send_rates([r], workloads=(workload,)):
+            groups.setdefault(label(r), []).append(s["whole-mb-s"])
+    width = max(map(len, groups), default=0)
+    return "\n".join(f"{k:<{width}}  " + ", ".join(f"{x:,.0f}" for x in v) + " MB/s" for k, v in groups.items())

@@ -263,7 +263,7 @@ def test_after_previous_pairs_each_run_with_the_one_before_it_in_time():
             _curve_row("1G", "hog", False, 0, "2026-12-02T00:00:10", 10000)]   # 409.6 MB/s
     got = after_previous(rows)
     # the hog runs, each beside the run that started just before it (rows come unsorted)
-    assert [(g["hint"], g["previous"]) for g in got] == [(False, "1G idle hint off"), (True, "1G hog hint off")]
+    assert [(g["hint"], g["previous"]) for g in got] == [(False, ("1G", "idle", False)), (True, ("1G", "hog", False))]
     assert got[0]["early-mb-s"] == pytest.approx(10000 * 4096 / 0.1 / 1e6)
     assert got[1]["previous-full-mib"] == pytest.approx(10000 * 4 * 4096 / 2**20)
 

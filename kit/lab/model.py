@@ -69,6 +69,12 @@ def _time_unreported(row) -> bool:
     return row.get("derived", {}).get("total-time-ms") == 0
 
 
+def cell_of(row) -> tuple:
+    """A row's cell: ``(ram, workload, hint)``, as the tables key it."""
+    c = row["config"]
+    return c["ram"], c["workload"], bool(c["free_page_hint"])
+
+
 def medians(rows, workloads=("idle", "hog")) -> dict:
     """{(ram, workload, hint): {figure: median, "runs": n, "failed": m}} of the ok rows."""
     cells: dict = {}
@@ -76,8 +82,7 @@ def medians(rows, workloads=("idle", "hog")) -> dict:
         c = r["config"]
         if c["workload"] not in workloads:
             continue
-        key = (c["ram"], c["workload"], bool(c["free_page_hint"]))
-        cells.setdefault(key, []).append(r)
+        cells.setdefault(cell_of(r), []).append(r)
     out = {}
     for key, rs in sorted(cells.items()):
         ok = [r for r in rs if r["status"] == "ok"]
@@ -366,7 +371,7 @@ def cell_values(rows, figure, workloads=("idle", "hog")) -> dict:
         v = (r.get("host", {}).get("loadavg") or [None])[0] if figure == "load1" \
             else r.get("derived", {}).get(figure)
         if v is not None:
-            out.setdefault((c["ram"], c["workload"], bool(c["free_page_hint"])), []).append(v)
+            out.setdefault(cell_of(r), []).append(v)
     return out
 
 
@@ -449,8 +454,7 @@ def downtime_cells(rows) -> dict:
         c = r["config"]
         if r["status"] != "ok" or c["workload"] not in ("idle", "hog"):
             continue
-        cell = out.setdefault((c["ram"], c["workload"], bool(c["free_page_hint"])),
-                              {"downtime-ms": [], "downtime-bytes": []})
+        cell = out.setdefault(cell_of(r), {"downtime-ms": [], "downtime-bytes": []})
         cell["downtime-ms"].append(r["query-migrate"]["downtime"])
         cell["downtime-bytes"].append(r["query-migrate"]["ram"].get("downtime-bytes"))
     return out
@@ -464,7 +468,7 @@ def load_effect(rows) -> list[dict]:
         c = r["config"]
         if r["status"] != "ok" or c["workload"] not in ("idle", "hog") or _time_unreported(r):
             continue
-        cell = med[c["ram"], c["workload"], bool(c["free_page_hint"])]
+        cell = med[cell_of(r)]
         out.append({"ram": c["ram"], "workload": c["workload"], "hint": bool(c["free_page_hint"]),
                     "load1": (r["host"].get("loadavg") or [None])[0],
                     "load1-after": (r["host"].get("loadavg-after") or [None])[0],
@@ -609,14 +613,11 @@ def after_previous(rows, workload="hog", first_ms=300.0) -> list[dict]:
              for r in send_rates(ordered, first_ms, workloads=(workload,))}
     out = []
     for prev, r in zip(ordered, ordered[1:]):
-        c = r["config"]
-        key = (c["ram"], c["workload"], bool(c["free_page_hint"]), r.get("rep"))
+        key = cell_of(r) + (r.get("rep"),)
         if key not in rates or prev.get("status") != "ok":
             continue
-        pc = prev["config"]
-        out.append({"ram": c["ram"], "ram-mib": c["ram-mib"], "hint": key[2], "rep": r.get("rep"),
-                    "early-mb-s": rates[key], "previous": f"{pc['ram']} {pc['workload']} hint "
-                                                          f"{'on' if pc['free_page_hint'] else 'off'}",
+        out.append({"ram": key[0], "ram-mib": r["config"]["ram-mib"], "hint": key[2], "rep": key[3],
+                    "early-mb-s": rates[key], "previous": cell_of(prev),
                     "previous-full-mib": prev["derived"]["normal-pages"] * TARGET_PAGE_SIZE / MiB})
     return sorted(out, key=lambda x: (x["ram-mib"], x["hint"], x["rep"]))
 
@@ -628,6 +629,5 @@ def with_settled(rows, settled) -> list[dict]:
     """``rows`` with every cell that ``settled`` covers (same RAM, workload and hint setting)
     taken from ``settled`` instead: the hog-on cells measured again with a pause before each
     run (``lab matrix --pause 40``), so that no run starts on memory the one before it freed."""
-    cell = lambda r: (r["config"]["ram"], r["config"]["workload"], bool(r["config"]["free_page_hint"]))
-    redone = {cell(r) for r in settled}
-    return sorted([r for r in rows if cell(r) not in redone] + list(settled), key=lambda r: r.get("started", ""))
+    redone = {cell_of(r) for r in settled}
+    return sorted([r for r in rows if cell_of(r) not in redone] + list(settled), key=lambda r: r.get("started", ""))

@@ -689,10 +689,11 @@ def after_previous_text(runs, fast_mb_s=600.0) -> str:
     """Each hog run's early rate beside the run before it (and the full pages that one sent)."""
     lines = [f"{'RAM':>4} {'hint':4} {'run':>3} {'MB/s':>6}  run before it, and the full pages it sent"]
     for r in runs:
+        ram, wl, hint = r["previous"]
         lines.append(f"{r['ram']:>4} {onoff(r['hint']):4} {r['rep']:>3} {r['early-mb-s']:>6,.0f}  "
-                     f"{r['previous']}, {r['previous-full-mib']:,.0f} MiB")
+                     f"{ram} {wl} hint {onoff(hint)}, {r['previous-full-mib']:,.0f} MiB")
     for before in ("idle", "hog"):
-        these = [r for r in runs if f" {before} " in f" {r['previous']} "]
+        these = [r for r in runs if r["previous"][1] == before]
         if not these:
             continue
         fast = sum(r["early-mb-s"] > fast_mb_s for r in these)

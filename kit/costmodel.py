@@ -169,7 +169,7 @@ register_preset(CostModel(
     bitmap_transfer_ns_per_byte=11.44,
     max_bandwidth=None,
     downtime_limit_ms=300.0,
-    hint_ns_per_block=239000.0,
+    hint_ns_per_block=38200.0,
     hint_start_ms=4.94,
     hint_drain_chance=0.583,
     hint_drain_chance_busy=0.3,
@@ -197,7 +197,11 @@ register_preset(CostModel(
         "downtime_limit_ms": "QEMU's default downtime-limit, which the lab keeps (300 ms)",
         "hint_ns_per_block": "measured, an upper bound: the guest's pace, from QEMU's trace of the 1 GiB "
                              "hint-on lab runs (kit/lab/model.py hint_timing): the fewest ms per block that "
-                             "any run shows (pops so far over time since the round started)",
+                             "any run shows (pops so far over time since the round started). The tightest "
+                             "bound comes from 1 GiB runs with max-bandwidth 10-50 MB/s (data/lab/guest-pace), "
+                             "where the iothread takes hints soon after the guest queues them; their "
+                             "migration thread mostly sleeps, so the guest may hint a little slower in "
+                             "unlimited runs (not modelled)",
         "hint_start_ms": "measured: median over the 1 GiB hint-on lab runs of the first pop after the "
                          "first bitmap sync ends (QEMU's trace; kit/lab/model.py hint_timing)",
         "hint_drain_chance": "measured: of the gaps between two ram_save_iterate calls while hints waited, "

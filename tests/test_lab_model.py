@@ -324,10 +324,10 @@ def test_with_settled_replaces_the_cells_measured_again():
     got = with_settled(old, new)
     assert [(r["config"]["ram"], r["config"]["free_page_hint"], r["started"]) for r in got] == [
         ("2G", False, "a"), ("4G", True, "c"), ("2G", True, "z")]
-    # the recorded settled runs: hog with hints at 2, 4 and 8 GiB, 40 s before each but the
-    # first of a matrix, and none at the fast rate
+    # the recorded settled runs: idle and hog with hints at 2, 4 and 8 GiB, 3 each, 40 s before
+    # each but the first of a matrix, and no hog run at the fast rate
     settled = load_rows(SETTLED)
-    assert sorted({(r["config"]["ram"], r["config"]["free_page_hint"]) for r in settled}) == [
-        ("2G", True), ("4G", True), ("8G", True)]
-    assert len(settled) == 9 and sorted(r["pause-before-s"] for r in settled) == [0.0] * 2 + [40.0] * 7
+    assert sorted({(r["config"]["ram"], r["config"]["workload"], r["config"]["free_page_hint"])
+                   for r in settled}) == [(ram, wl, True) for ram in ("2G", "4G", "8G") for wl in ("hog", "idle")]
+    assert len(settled) == 18 and sorted(r["pause-before-s"] for r in settled) == [0.0] * 3 + [40.0] * 15
     assert all(s["early-mb-s"] < 600 for s in send_rates(settled, workloads=("hog",)))

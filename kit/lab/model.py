@@ -267,7 +267,12 @@ def fit_tcg_loopback(rows, ram="1G", start="tcg-loopback", rounds=2, pace_rows=N
     # measured: the hog guest hints fewer whole 4 MiB blocks than the idle one (at this size
     # every block is hinted before the scanner gets there, so the difference is the guest's).
     # Rows without a trace fit the hint speed to the hog's pages instead, so they keep 0.
-    traced = hint_timing(rows, ram)["runs"] > 0
+    timing = hint_timing(rows, ram)
+    traced = timing["runs"] > 0
+    # the guest's pace: the tightest upper bound that any run gives, the bandwidth-limited ones
+    # included (hint_timing takes the fewest ms per block over all the runs it is given)
+    pace_ns = hint_timing(list(rows) + list(pace_rows), ram)["ns-per-block"] if traced else None
+    busy = hint_timing(rows, ram, workloads=("dirtying",))
     sizes["hog_unmerged_blocks"] = max(0, round((c["idle", True]["pages-skipped"]
                                                  - c["hog", True]["pages-skipped"]) / 1024)) if traced else 0
     for _ in range(rounds):
@@ -292,16 +297,11 @@ def fit_tcg_loopback(rows, ram="1G", start="tcg-loopback", rounds=2, pace_rows=N
                        cost.wire_bytes_per_s, cost.wire_bytes_per_s * 1.1, c["hog", False]["total-time-ms"],
                        lo=1e6)
         cost = cost.with_(wire_bytes_per_s=float(round(wire, -5)))
-        timing = hint_timing(rows, ram)
-        if timing["runs"]:
-            # measured: when the hints reached QEMU, from its trace; the pace is the tightest
-            # upper bound that any run gives, the bandwidth-limited ones included
-            pace = hint_timing(pace_rows, ram)
-            ns = min(timing["ns-per-block"], pace["ns-per-block"]) if pace["runs"] else timing["ns-per-block"]
+        if traced:
+            # measured: when the hints reached QEMU, from its trace
             cost = cost.with_(hint_start_ms=float(f"{timing['start-ms']:.3g}"),
-                              hint_ns_per_block=float(f"{ns:.3g}"),
+                              hint_ns_per_block=float(f"{pace_ns:.3g}"),
                               hint_drain_chance=float(f"{timing['drain-chance']:.3g}"))
-            busy = hint_timing(rows, ram, workloads=("dirtying",))
             if busy["runs"] and busy["drain-chance"] is not None:
                 cost = cost.with_(hint_drain_chance_busy=float(f"{busy['drain-chance']:.3g}"))
         else:

@@ -88,10 +88,14 @@ class DirtyMemory:
         for c in np.flatnonzero(self.chunk_dirty).tolist():
             a, b = c * CHUNK_PAGES, min((c + 1) * CHUNK_PAGES, self.npages)
             d = self._unpack(a, b)
-            if d.any():
+            nset = int(np.count_nonzero(d))
+            if nset:
                 seg = bmap[a:b]
                 new += int(np.count_nonzero(d & ~seg))
-                seg |= d
+                if nset * 64 < len(d):
+                    seg[np.flatnonzero(d)] = True     # few bits: leave the rest of bmap untouched
+                else:
+                    seg |= d
                 self.bits[a >> 3: -(-b // 8)] = 0
             self.chunk_dirty[c] = False
         return new

@@ -335,15 +335,26 @@ def shift_pfn_bitmap(mm: PCMemoryMap, pfn_bits, low_mem=None) -> np.ndarray:
     shift = PFN_4G - (low >> TARGET_PAGE_BITS)
 
     n, below = mm.ram_pages, mm.below_4g_pages
-    out = np.zeros(n, dtype=bool)
+    # Each stretch of the result is written once (copied, OR-ed or cleared), never read back
+    # first: reading a fresh array before writing it would fault each page in twice.
+    out = np.empty(n, dtype=bool)
     out[:below] = bits[:below]
+    rest = below                      # out[rest:] is still to be written
     if mm.above_4g_pages:
         # frames [PFN_4G, max_pfn) land on [PFN_4G - shift, max_pfn - shift);
         # keep the part inside [0, n).  PFN_4G - shift = low pages >= 0.
         dst_lo = PFN_4G - shift
         dst_hi = min(mm.max_pfn - shift, n)
         if dst_lo < dst_hi:
-            out[dst_lo:dst_hi] |= bits[dst_lo + shift:dst_hi + shift]
+            over = min(below, dst_hi)             # [dst_lo, over): onto pages below 4G, OR-ed in
+            if dst_lo < over:
+                out[dst_lo:over] |= bits[dst_lo + shift:over + shift]
+            a = max(dst_lo, below)
+            if a < dst_hi:
+                out[below:a] = False              # a gap no frame lands on (low_mem too big)
+                out[a:dst_hi] = bits[a + shift:dst_hi + shift]
+                rest = dst_hi
+    out[rest:] = False
     return out
 
 

@@ -150,9 +150,11 @@ class RFC(Mode):
                 m.free_pages_bmap = np.zeros(bitmap_bytes(m.mm.ram_pages), np.uint8)
             return m._event("bitmap", how="all ones", migration_dirty_pages=m.total_pages,
                             free_page_support=self.active(m))
-        # patch 3: no bits in the migration bitmap; dirty_memory[DIRTY_MEMORY_MIGRATION] has every
-        # page marked (from RAM allocation), and the first sync moves them into the bitmap.
-        m.bmap[:] = False
+        # patch 3: no bits in the migration bitmap (``bitmap_new`` without the ``bitmap_set``: a
+        # fresh zeroed array, whose memory is not touched until a bit is set);
+        # dirty_memory[DIRTY_MEMORY_MIGRATION] has every page marked (from RAM allocation), and
+        # the first sync moves them into the bitmap.
+        m.bmap = np.zeros(m.total_pages, bool)
         m.migration_dirty_pages = 0
         if self.active(m):
             m.free_pages_bmap = np.zeros(bitmap_bytes(m.mm.ram_pages), np.uint8)

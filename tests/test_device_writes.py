@@ -195,6 +195,26 @@ def test_and_not_packed_matches_a_bool_reference():
         assert np.array_equal(d.get(), want)
 
 
+
+def test_fold_into_matches_a_bool_reference_for_sparse_and_dense_chunks():
+    from kit.dirty import CHUNK_PAGES
+    rng = np.random.default_rng(2)
+    n = 3 * CHUNK_PAGES + 100                           # two whole chunks, one partial one
+    # chunk 0: a few bits (the path that sets them one by one); chunk 1: half of them;
+    # chunk 2: none; the partial chunk: every bit
+    dirty = np.zeros(n, bool)
+    dirty[rng.choice(CHUNK_PAGES, size=50, replace=False)] = True
+    dirty[CHUNK_PAGES:2 * CHUNK_PAGES] = rng.random(CHUNK_PAGES) < 0.5
+    dirty[3 * CHUNK_PAGES:] = True
+    bmap = rng.random(n) < 0.3
+    d = DirtyMemory(n, all_set=False)
+    d.set_pages(np.flatnonzero(dirty))
+    want_new = int(np.count_nonzero(dirty & ~bmap))
+    want = bmap | dirty
+    assert d.fold_into(bmap) == want_new
+    assert np.array_equal(bmap, want)
+    assert not d.get().any() and not d.chunk_dirty.any()
+
 # -- the CLI ------------------------------------------------------------------------------------
 
 def _cli(*args):

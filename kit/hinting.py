@@ -299,6 +299,7 @@ class FreePageHinting:
 
     def _hold(self, blocks) -> np.ndarray:
         """The guest holds the hinted ``blocks`` that are still wholly free."""
+        self.guest.buddy.own()
         free2d = self.guest.buddy.free.reshape(-1, HINT_BLOCK_PAGES)
         ok = free2d[blocks].all(axis=1)
         rnd = self.rounds[-1]
@@ -329,6 +330,7 @@ class FreePageHinting:
         self.stop(now)
         self.cmd_id = VIRTIO_BALLOON_CMD_ID_DONE
         self.status = S_DONE
+        self.guest.buddy.own()
         free2d = self.guest.buddy.free.reshape(-1, HINT_BLOCK_PAGES)
         if free2d[self.held].any():
             raise KitError("a hinted block is free in the guest while the driver holds it")

@@ -115,3 +115,29 @@ def test_custom_workload_object_is_accepted():
     w = get_workload("idle").with_(name="bigboot", boot_footprint=64 << 20)
     g = small("1G", workload=w)
     assert g.workload.name == "bigboot"
+
+
+def test_a_copy_shares_the_page_arrays_until_one_side_writes():
+    g = small("256M", workload="hog")
+    before = {n: getattr(g.memory, n).copy() for n in ("zero", "version")}
+    free_before = g.buddy.free.copy()
+    c = g.copy()
+    # nothing copied yet: the arrays are the same memory, and read-only in both guests
+    assert np.shares_memory(c.memory.version, g.memory.version)
+    assert np.shares_memory(c.buddy.free, g.buddy.free)
+    with pytest.raises(ValueError, match="read-only"):
+        c.buddy.free[0] = True                 # a write that skips own() fails, it does not leak
+    frames = c.allocate_and_write(500)         # the copy allocates and writes
+    assert not np.shares_memory(c.memory.version, g.memory.version)
+    assert not np.shares_memory(c.buddy.free, g.buddy.free)
+    assert (c.memory.version[frames] == before["version"][frames] + 1).all()
+    assert not c.buddy.free[frames].any() and free_before[frames].all()
+    # the original saw none of it
+    assert np.array_equal(g.memory.version, before["version"])
+    assert np.array_equal(g.memory.zero, before["zero"])
+    assert np.array_equal(g.buddy.free, free_before)
+    # and the original writing later changes nothing in the copy
+    c_version = c.memory.version.copy()
+    g.memory.write(frames)
+    assert np.array_equal(c.memory.version, c_version)
+    assert (g.memory.version[frames] == before["version"][frames] + 1).all()

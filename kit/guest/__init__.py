@@ -119,8 +119,16 @@ class Guest:
             self.working_set = np.flatnonzero(ws)
 
     def copy(self) -> "Guest":
-        """An independent copy (its own pages, free lists, clock and random generator)."""
-        return copy.deepcopy(self)
+        """An independent copy (its own pages, free lists, clock and random generator).
+
+        The per-frame arrays are shared, read-only in both guests, until one of them writes:
+        each writer first takes a copy of its own (``own()`` in :class:`GuestMemory` and
+        :class:`BuddyAllocator`), so a copy that a migration only reads costs no memory.  A
+        write that skips ``own()`` fails loudly (numpy: "assignment destination is read-only")."""
+        shared = self.memory.page_arrays() + self.buddy.page_arrays() + [self.working_set]
+        for a in shared:
+            a.flags.writeable = False
+        return copy.deepcopy(self, {id(a): a for a in shared})
 
     def inflate_balloon(self, target_bytes: int) -> np.ndarray:
         """Inflate the balloon until the guest keeps ``target_bytes`` of RAM (or all it can give).
@@ -134,6 +142,7 @@ class Guest:
         want = max(0, self.mm.ram_pages - int(target_bytes) // 4096)
         n = min(want, self.buddy.nr_free_pages)
         mask = self.buddy.alloc_pages_bulk(n)
+        self.memory.own("zero", "version")
         np.logical_or(self.memory.zero, mask, out=self.memory.zero)
         self.memory.version[mask] = 0
         self.balloon_frames = mask if self.balloon_frames is None else self.balloon_frames | mask

@@ -81,6 +81,20 @@ class BuddyAllocator:
         self.freed_seq = np.zeros(n >> (MAX_ORDER - 1), dtype=np.int64)
         self._seq = 0
 
+    # -- sharing with copies ---------------------------------------------------
+    PAGE_ARRAYS = ("free", "freed_seq")
+
+    def page_arrays(self) -> list:
+        """The per-frame and per-block arrays (shared with a copy until one side writes)."""
+        return [getattr(self, n) for n in self.PAGE_ARRAYS]
+
+    def own(self) -> None:
+        """Before changing the free lists: take a copy of arrays shared with a copy (read-only)."""
+        for name in self.PAGE_ARRAYS:
+            a = getattr(self, name)
+            if not a.flags.writeable:
+                setattr(self, name, a.copy())
+
     # -- views ------------------------------------------------------------------
     @property
     def nr_free_pages(self) -> int:
@@ -149,6 +163,7 @@ class BuddyAllocator:
     # -- allocation ---------------------------------------------------------------
     def free_frames(self, frames):
         """``__free_pages``: give frames back (slice, index array or mask).  Content is untouched."""
+        self.own()
         if isinstance(frames, slice):
             sel = self.free[frames]
             if sel.any():
@@ -210,6 +225,7 @@ class BuddyAllocator:
 
     def reserve_all_ram(self):
         """At boot every RAM frame starts free (memblock hands RAM to the buddy allocator)."""
+        self.own()
         for a, b in self.memory.pfn_ranges():          # present_mask(), written in place
             self.free[a:b] = True
         for a, b in self.memory._holes():
@@ -237,6 +253,7 @@ class BuddyAllocator:
             raise KitError("cannot allocate a negative number of pages")
         if npages > self.nr_free_pages:
             raise OutOfMemory(f"asked for {npages} pages but only {self.nr_free_pages} are free")
+        self.own()
         taken = np.zeros(self.free.shape, dtype=bool)    # calloc: pages never written stay unmapped
         left, lo, hi = npages, len(taken), 0       # [lo, hi): where the taken frames are
         for zone in self._zones_for(zonelist):
@@ -278,6 +295,7 @@ class BuddyAllocator:
             return np.zeros(0, dtype=np.int64)
         if npages > self.nr_free_pages:
             raise OutOfMemory(f"asked for {npages} pages but only {self.nr_free_pages} are free")
+        self.own()
         found, have = [], 0
         n = len(self.free)
         # first pass: [cursor, n); second pass: [0, cursor)

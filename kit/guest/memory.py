@@ -132,6 +132,21 @@ class GuestMemory:
         self.device_written = None       # frames a device ever wrote (bool mask, made on first use)
         self.writes = 0                  # pages written, for statistics
 
+    # -- sharing with copies ---------------------------------------------------
+    PAGE_ARRAYS = ("zero", "version", "device_written")
+
+    def page_arrays(self) -> list:
+        """The per-frame arrays (what :meth:`kit.guest.Guest.copy` shares until one side writes)."""
+        return [a for a in (getattr(self, n) for n in self.PAGE_ARRAYS) if a is not None]
+
+    def own(self, *names) -> None:
+        """Before writing an array in place: if it is shared with a copy (read-only), take a
+        copy of it for this guest alone.  With no names, every per-frame array."""
+        for name in names or self.PAGE_ARRAYS:
+            a = getattr(self, name)
+            if a is not None and not a.flags.writeable:
+                setattr(self, name, a.copy())
+
     # -- layout ---------------------------------------------------------------
     def pfn_ranges(self):
         """The RAM frame ranges [start, stop) in PFN space: below 4G, then above 4G."""
@@ -204,6 +219,7 @@ class GuestMemory:
         ok, n = self._check_ram(frames)
         if not ok:
             raise KitError("guest wrote a frame that is not RAM (in the PCI hole or beyond)")
+        self.own("version", "zero")
         if isinstance(frames, np.ndarray) and frames.dtype == bool:
             # ufuncs over the mask's span: several times faster than masked assignment at 1 TiB
             lo, hi = mask_span(frames)
@@ -231,6 +247,7 @@ class GuestMemory:
         frames = np.asarray(frames, np.int64)
         if not bool(self.is_ram(frames).all()):
             raise KitError("a device wrote a frame that is not RAM (in the PCI hole or beyond)")
+        self.own()
         self.version[frames] += VERSION_DTYPE(1)
         self.zero[frames] = False
         if self.device_written is None:

@@ -13,6 +13,7 @@ one entry per page.  They work on whole arrays (``np.packbits`` /
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,6 +56,14 @@ def _as_bytes(buf) -> np.ndarray:
             f"a packed bitmap must be bytes or a uint8 array, got dtype {arr.dtype}; "
             f"pack a bool array with pack_bitmap() first")
     return arr.reshape(-1)
+
+
+@dataclass(frozen=True)
+class PackedBitmap:
+    """A bitmap of ``npages`` pages already in the guest's byte layout (what :func:`pack_bitmap`
+    returns), so whoever sends it need not pack it again."""
+    data: np.ndarray
+    npages: int
 
 
 def pack_bitmap(bits) -> np.ndarray:

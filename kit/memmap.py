@@ -322,6 +322,35 @@ def shift_pfn_bitmap(mm: PCMemoryMap, pfn_bits, low_mem=None) -> np.ndarray:
     Works with slices only (no per-page loop, no index arrays), so it stays
     fast for a 1 TiB guest (268 M pages).
     """
+    bits, shift = _shift_args(mm, pfn_bits, low_mem)
+    out = np.empty(mm.ram_pages, dtype=bool)
+    _shift_into(mm, bits, shift, 0, mm.ram_pages, out)
+    return out
+
+
+def shift_pfn_bitmap_packed(mm: PCMemoryMap, pfn_bits, low_mem=None, *, chunk=1 << 24) -> np.ndarray:
+    """``pack_bitmap(shift_pfn_bitmap(mm, pfn_bits, low_mem))``, built ``chunk`` pages at a
+    time, so no bool array as long as RAM is made (a 1 TiB guest's would be 256 MiB).
+
+    Returns ``uint8`` bytes in the guest's layout (:mod:`kit.bitmap`): page ``i`` is bit
+    ``i % 8`` of byte ``i // 8``, padded with zero bits to whole 64-bit words."""
+    from .bitmap import bitmap_bytes
+    if chunk <= 0 or chunk % 8:
+        raise ValueError(f"shift_pfn_bitmap_packed: chunk must be a positive multiple of 8, got {chunk}")
+    bits, shift = _shift_args(mm, pfn_bits, low_mem)
+    n = mm.ram_pages
+    out = np.zeros(bitmap_bytes(n), dtype=np.uint8)
+    buf = np.empty(min(chunk, n), dtype=bool)
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        _shift_into(mm, bits, shift, a, b, buf)
+        packed = np.packbits(buf[:b - a], bitorder="little")
+        out[a // 8:a // 8 + len(packed)] = packed
+    return out
+
+
+def _shift_args(mm: PCMemoryMap, pfn_bits, low_mem):
+    """The checked bool PFN bitmap and the shift (in frames) for :func:`shift_pfn_bitmap`."""
     bits = np.asarray(pfn_bits)
     if bits.ndim != 1 or bits.shape[0] != mm.max_pfn:
         raise BitmapLengthError(
@@ -332,30 +361,25 @@ def shift_pfn_bitmap(mm: PCMemoryMap, pfn_bits, low_mem=None) -> np.ndarray:
     if bits.dtype != np.bool_:
         bits = bits.astype(bool)
     low = mm.lowmem if low_mem is None else _parse_below_4g(low_mem, "low_mem")
-    shift = PFN_4G - (low >> TARGET_PAGE_BITS)
+    return bits, PFN_4G - (low >> TARGET_PAGE_BITS)
 
-    n, below = mm.ram_pages, mm.below_4g_pages
-    # Each stretch of the result is written once (copied, OR-ed or cleared), never read back
-    # first: reading a fresh array before writing it would fault each page in twice.
-    out = np.empty(n, dtype=bool)
-    out[:below] = bits[:below]
-    rest = below                      # out[rest:] is still to be written
+
+def _shift_into(mm: PCMemoryMap, bits, shift: int, a: int, b: int, out) -> None:
+    """Write pages [a, b) of the shifted bitmap into ``out[:b - a]``: cleared first (a write,
+    so a fresh array is never read before it is written), then frames below 4 GiB copied,
+    then frames from 4 GiB up OR-ed in ``shift`` pages lower."""
+    below = mm.below_4g_pages
+    out[:b - a] = False
+    x, y = a, min(below, b)
+    if x < y:
+        out[x - a:y - a] = bits[x:y]
     if mm.above_4g_pages:
-        # frames [PFN_4G, max_pfn) land on [PFN_4G - shift, max_pfn - shift);
-        # keep the part inside [0, n).  PFN_4G - shift = low pages >= 0.
-        dst_lo = PFN_4G - shift
-        dst_hi = min(mm.max_pfn - shift, n)
-        if dst_lo < dst_hi:
-            over = min(below, dst_hi)             # [dst_lo, over): onto pages below 4G, OR-ed in
-            if dst_lo < over:
-                out[dst_lo:over] |= bits[dst_lo + shift:over + shift]
-            a = max(dst_lo, below)
-            if a < dst_hi:
-                out[below:a] = False              # a gap no frame lands on (low_mem too big)
-                out[a:dst_hi] = bits[a + shift:dst_hi + shift]
-                rest = dst_hi
-    out[rest:] = False
-    return out
+        # frames [PFN_4G, max_pfn) land on [PFN_4G - shift, max_pfn - shift); keep the part
+        # inside [0, ram_pages).  PFN_4G - shift = low pages >= 0.
+        x = max(PFN_4G - shift, a)
+        y = min(mm.max_pfn - shift, mm.ram_pages, b)
+        if x < y:
+            out[x - a:y - a] |= bits[x + shift:y + shift]
 
 
 # -- picture -----------------------------------------------------------------
@@ -379,4 +403,4 @@ def layout_segments(mm: PCMemoryMap) -> list[tuple[str, int, int, str]]:
 
 
 __all__ = ["MACHINES", "PFN_4G", "PCMemoryMap", "pc_memory_map", "pfn_to_ram_page",
-           "ram_page_to_pfn", "shift_pfn_bitmap", "layout_segments"]
+           "ram_page_to_pfn", "shift_pfn_bitmap", "shift_pfn_bitmap_packed", "layout_segments"]

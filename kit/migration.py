@@ -225,12 +225,12 @@ class Migration:
     def _free_page_source(self, low_mem, now):
         """The guest answers the request: walk the free lists now, reply after the walk."""
         self.guest.advance(now)
-        bits, count, nr_blocks = self.guest.build_free_page_bitmap(low_mem)
+        bits, count, nr_blocks = self.guest.build_free_page_bitmap(low_mem, packed=True)
         self._snapshot_time = now
         self._event("guest-snapshot", free_pages=int(count), free_blocks=int(nr_blocks))
         if self.inject == "guest-hangs":
-            return bits[: self.mm.ram_pages], count, float("inf")     # it never finishes the walk
-        return bits[: self.mm.ram_pages], count, self.cost.guest_walk_s(count, nr_blocks)
+            return bits, count, float("inf")     # it never finishes the walk
+        return bits, count, self.cost.guest_walk_s(count, nr_blocks)
 
     def _spend(self, seconds: float, what: str):
         """Let ``seconds`` of simulated time pass, booked under ``what`` in :attr:`breakdown`."""

@@ -141,3 +141,32 @@ def test_a_copy_shares_the_page_arrays_until_one_side_writes():
     g.memory.write(frames)
     assert np.array_equal(c.memory.version, c_version)
     assert (g.memory.version[frames] == before["version"][frames] + 1).all()
+
+
+@pytest.mark.parametrize("npages", [0, 1, 3, 1000, 5000, 40_000])
+def test_bulk_blocks_are_the_frames_alloc_pages_bulk_takes(npages):
+    g = small("256M")
+    rng = np.random.default_rng(4)
+    holes = rng.choice(np.flatnonzero(g.buddy.free), 2000, replace=False)
+    g.buddy.free[holes] = False              # fragment the free lists: blocks of every order
+    free_before = g.buddy.free.copy()
+    starts, stops = g.buddy.block_runs(g.buddy.bulk_blocks(npages))
+    assert np.array_equal(g.buddy.free, free_before)         # asking takes nothing
+    assert (starts[1:] > stops[:-1]).all()                   # ascending, disjoint, merged
+    mask = np.zeros_like(free_before)
+    for a, b in zip(starts.tolist(), stops.tolist()):
+        mask[a:b] = True
+    # by hand, from the per-block reference: zones Normal, DMA32, DMA; in each, orders from 0
+    # up, blocks from the lowest frame; whole blocks while they fit, then a block's low end
+    want, left = np.zeros_like(free_before), npages
+    for zone in sorted(g.buddy.zones, key=lambda z: ("Normal", "DMA32", "DMA").index(z.name)):
+        lists = naive_free_lists(free_before, zone.start_pfn, zone.end_pfn)
+        for k in range(MAX_ORDER):
+            for b in sorted(lists[k]):
+                take = min(left, 1 << k)
+                want[b:b + take] = True
+                left -= take
+    assert np.array_equal(mask, want)
+    taken = g.buddy.alloc_pages_bulk(npages)
+    assert np.array_equal(taken, want) and np.count_nonzero(taken) == npages
+    assert np.array_equal(g.buddy.free, free_before & ~taken)

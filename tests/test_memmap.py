@@ -360,3 +360,33 @@ def test_shift_matches_naive(machine, extra, max_below, low_mem, seed):
         ram_frames = np.flatnonzero(bits)
         ram_frames = ram_frames[(ram_frames < mm.below_4g_pages) | (ram_frames >= PFN_4G)]
         assert np.flatnonzero(got).tolist() == pfn_to_ram_page(mm, ram_frames).tolist()
+
+
+@settings(max_examples=30, deadline=None)
+@given(machines, small_rams, st.integers(1, 16).map(lambda n: n * 256 * MiB),
+       st.one_of(st.none(), st.integers(1, PFN_4G).map(lambda n: n * PAGE)),
+       st.sampled_from([8, 4096, 1 << 16, 1 << 24]), st.integers(0, 2**32 - 1))
+def test_packed_shift_is_the_packed_naive_shift_for_any_chunk(machine, extra, max_below, low_mem,
+                                                               chunk, seed):
+    from kit.bitmap import bitmap_bytes
+    from kit.memmap import shift_pfn_bitmap_packed
+    mm = pc_memory_map(min(max_below, 4 * GiB) + extra, machine,
+                       max_ram_below_4g=min(max_below, 4 * GiB))
+    rng = np.random.default_rng(seed)
+    bits = rng.random(mm.max_pfn) < 0.001
+    bits[[0, mm.max_pfn - 1]] = True
+    lm = mm.lowmem if low_mem is None else low_mem
+    want = _naive_shift(mm, bits, lm)
+    got = shift_pfn_bitmap_packed(mm, bits, low_mem=low_mem, chunk=chunk)
+    assert got.dtype == np.uint8 and len(got) == bitmap_bytes(mm.ram_pages)
+    # unpacked by hand: bit i % 8 of byte i // 8, least significant first; padding bits zero
+    unpacked = ((got[:, None] >> np.arange(8)) & 1).astype(bool).ravel()
+    assert np.array_equal(unpacked[:mm.ram_pages], want)
+    assert not unpacked[mm.ram_pages:].any()
+
+
+def test_packed_shift_wants_a_chunk_of_whole_bytes():
+    from kit.memmap import shift_pfn_bitmap_packed
+    mm = pc_memory_map("64M")
+    with pytest.raises(ValueError, match="multiple of 8"):
+        shift_pfn_bitmap_packed(mm, np.zeros(mm.max_pfn, bool), chunk=12)

@@ -6,7 +6,8 @@ from collections import deque
 
 import numpy as np
 
-from ..memmap import PCMemoryMap, shift_pfn_bitmap
+from ..bitmap import PackedBitmap
+from ..memmap import PCMemoryMap, shift_pfn_bitmap, shift_pfn_bitmap_packed
 from .buddy import ZONE_NAMES, BuddyAllocator, OutOfMemory
 from .memory import MAX_ORDER, MAX_ORDER_NR_PAGES, DirtyLog, GuestMemory
 from .workloads import WORKLOADS, Workload, get_workload, register_workload
@@ -89,16 +90,22 @@ class Guest:
     def _prepare(self):
         w, mem, buddy = self.workload, self.memory, self.buddy
         if w.hog_fraction:
-            hog = buddy.alloc_pages_bulk(int(buddy.nr_free_pages * w.hog_fraction))
-            mem.write(hog)
-            buddy.free_frames(hog)          # the process exits: its pages go back, content stays
+            # The hog allocates its pages, writes them and exits, so its pages go back and keep
+            # their content: the free lists end as they began.  So the frames it would be
+            # given are written without taking them (no frame mask as large as RAM is built).
+            starts, stops = buddy.block_runs(buddy.bulk_blocks(int(buddy.nr_free_pages * w.hog_fraction)))
+            for a, b in zip(starts.tolist(), stops.tolist()):
+                mem.write(slice(a, b))
             if w.hog_unmerged_blocks:
                 # Some 4 MiB blocks the hog used do not come back whole: the kernel keeps a
                 # page in each (simplification: the lowest page of blocks picked at random).
                 top = MAX_ORDER_NR_PAGES
                 nblk = len(buddy.free) // top
                 whole = buddy.free[: nblk * top].reshape(nblk, top).all(axis=1)
-                had_hog = hog[: nblk * top].reshape(nblk, top).any(axis=1)
+                had_hog = np.zeros(nblk + 1, np.int64)      # +1 / -1 at each run's first / past-last block
+                np.add.at(had_hog, starts // top, 1)
+                np.add.at(had_hog, (stops - 1) // top + 1, -1)
+                had_hog = np.cumsum(had_hog[:nblk]) > 0
                 cand = np.flatnonzero(whole & had_hog)
                 pick = self.rng.choice(cand, size=min(w.hog_unmerged_blocks, len(cand)), replace=False)
                 buddy.free[pick * top] = False
@@ -202,20 +209,25 @@ class Guest:
         return frames
 
     # -- the guest half of the balloon request (kernel RFC 1/2 and 2/2) -------------
-    def build_free_page_bitmap(self, low_mem: int):
+    def build_free_page_bitmap(self, low_mem: int, *, packed: bool = False):
         """Walk the free lists of every zone and mark each free page in a bitmap.
 
         Returns ``(bits, free_count, nr_blocks)``: ``bits`` is indexed by ram
         page, because the RFC's guest shifts frames above 4 GiB down by the hole
-        using the ``low_mem`` QEMU sent; ``free_count`` is NR_FREE_PAGES;
-        ``nr_blocks`` is how many free-list entries the walk visited (its time
-        cost is the cost model's business).  The walk holds ``zone->lock``, so
-        the snapshot is consistent.
+        using the ``low_mem`` QEMU sent (a bool array, or with ``packed=True`` a
+        :class:`~kit.bitmap.PackedBitmap` in the bytes the guest sends);
+        ``free_count`` is NR_FREE_PAGES; ``nr_blocks`` is how many free-list
+        entries the walk visited (its time cost is the cost model's business).
+        The walk holds ``zone->lock``, so the snapshot is consistent.
         """
         free = self.buddy.free
         if self.lie_frames is not None:
             free = free | self.lie_frames
-        bits = shift_pfn_bitmap(self.mm, free[: self.mm.max_pfn], low_mem=low_mem)
+        if packed:
+            data = shift_pfn_bitmap_packed(self.mm, free[: self.mm.max_pfn], low_mem=low_mem)
+            bits = PackedBitmap(data, self.mm.ram_pages)
+        else:
+            bits = shift_pfn_bitmap(self.mm, free[: self.mm.max_pfn], low_mem=low_mem)
         return bits, self.buddy.nr_free_pages, self.buddy.block_count()
 
     def used_ram_pages(self) -> np.ndarray:

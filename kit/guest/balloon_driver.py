@@ -38,7 +38,7 @@ import numpy as np
 from ..balloon import (MemLayout, VIRTIO_BALLOON_ARRAY_PFNS_MAX, VIRTIO_BALLOON_F_DEFLATE_ON_OOM,
                        VIRTIO_BALLOON_F_GET_FREE_PAGES, VIRTIO_BALLOON_F_MUST_TELL_HOST,
                        VIRTIO_BALLOON_F_STATS_VQ, features_to_mask)
-from ..bitmap import pack_bitmap
+from ..bitmap import PackedBitmap, pack_bitmap
 from ..errors import KitError, ProtocolError
 
 __all__ = ["VirtioBalloonDriver", "GUEST_FEATURES", "OOM_VBALLOON_DEFAULT_PAGES"]
@@ -57,7 +57,8 @@ class VirtioBalloonDriver:
 
     ``free_page_source(low_mem, now) -> (bits, free_count, cost_s)``: ``bits`` is
     a bool array indexed by RAM page (frames above 4 GiB already shifted down by
-    the hole that ``low_mem`` reveals), ``free_count`` is NR_FREE_PAGES and
+    the hole that ``low_mem`` reveals), or the same bits already packed (a
+    :class:`~kit.bitmap.PackedBitmap`), ``free_count`` is NR_FREE_PAGES and
     ``cost_s`` the simulated time the free-list walk takes (``inf`` = hung guest).
     Without a source the guest does not accept ``VIRTIO_BALLOON_F_GET_FREE_PAGES``.
 
@@ -189,7 +190,7 @@ class VirtioBalloonDriver:
         free_count = operator.index(free_count)
         if not 0 <= free_count < 1 << 64:
             raise KitError(f"free page count must fit in 64 bits, got {free_count}")
-        packed = pack_bitmap(bits)
+        packed = bits.data if isinstance(bits, PackedBitmap) else pack_bitmap(bits)
         transfer_s = self._transfer_s(packed.size)
         due = now + cost_s + transfer_s
         self.log.record(now, "guest", "fvq", "walk", low_mem=low_mem, free_count=free_count,

@@ -239,23 +239,20 @@ class BuddyAllocator:
             if name in by_name:
                 yield by_name[name]
 
-    def alloc_pages_bulk(self, npages: int, zonelist=("Normal", "DMA32", "DMA")) -> np.ndarray:
-        """Allocate ``npages`` order-0 pages the way the buddy allocator hands them out.
+    def bulk_blocks(self, npages: int, zonelist=("Normal", "DMA32", "DMA")) -> list:
+        """The frames :meth:`alloc_pages_bulk` would take for ``npages``, without taking them.
 
-        Order-0 requests come from the smallest free blocks first; a larger block
-        is split and its pages used from the low end.  Zones are tried in
-        ``zonelist`` order (the fallback list of a GFP_HIGHUSER_MOVABLE request).
-        Returns a bool frame mask of the allocated frames.  Simplification: the
-        whole batch is taken at once, from lists kept in ascending frame order.
-        """
+        Returns ``[(first frames, length)]``: runs ``[s, s + length)`` for each ``s`` in the
+        array; each entry is a whole free block of one order (``length = 2**k``, the blocks
+        of that order's list in ascending frame order), except a last one that takes the
+        first ``length`` frames of a larger block.  Raises :class:`OutOfMemory` when the
+        zones cannot supply them."""
         npages = int(npages)
         if npages < 0:
             raise KitError("cannot allocate a negative number of pages")
         if npages > self.nr_free_pages:
             raise OutOfMemory(f"asked for {npages} pages but only {self.nr_free_pages} are free")
-        self.own()
-        taken = np.zeros(self.free.shape, dtype=bool)    # calloc: pages never written stay unmapped
-        left, lo, hi = npages, len(taken), 0       # [lo, hi): where the taken frames are
+        out, left = [], npages
         for zone in self._zones_for(zonelist):
             if left == 0:
                 break
@@ -266,17 +263,53 @@ class BuddyAllocator:
                 size = 1 << k
                 nfull = min(len(starts), left >> k)
                 if nfull:
-                    view = taken[: len(taken) // size * size].reshape(-1, size)
-                    view[starts[:nfull] >> k] = True
+                    out.append((starts[:nfull], size))
                     left -= nfull << k
-                    lo, hi = min(lo, int(starts[0])), max(hi, int(starts[nfull - 1]) + size)
                 if left and nfull < len(starts) and left < size:
-                    s = int(starts[nfull])
-                    taken[s:s + left] = True
-                    lo, hi = min(lo, s), max(hi, s + left)
+                    out.append((starts[nfull:nfull + 1], left))     # the low end of a split block
                     left = 0
         if left:
             raise OutOfMemory(f"zones {list(zonelist)} could not supply {npages} pages")
+        return out
+
+    @staticmethod
+    def block_runs(blocks) -> tuple[np.ndarray, np.ndarray]:
+        """``(starts, stops)``: the frames of :meth:`bulk_blocks`' answer as ascending,
+        disjoint runs ``[start, stop)``, neighbours merged."""
+        if not blocks:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        a = np.concatenate([s for s, _ in blocks]).astype(np.int64, copy=False)
+        b = np.concatenate([s + n for s, n in blocks]).astype(np.int64, copy=False)
+        order = np.argsort(a, kind="stable")
+        a, b = a[order], b[order]
+        first = np.ones(len(a), bool)
+        first[1:] = a[1:] != b[:-1]               # a run starts where the last one did not end
+        last = np.ones(len(a), bool)
+        last[:-1] = first[1:]
+        return a[first], b[last]
+
+    def alloc_pages_bulk(self, npages: int, zonelist=("Normal", "DMA32", "DMA")) -> np.ndarray:
+        """Allocate ``npages`` order-0 pages the way the buddy allocator hands them out.
+
+        Order-0 requests come from the smallest free blocks first; a larger block
+        is split and its pages used from the low end.  Zones are tried in
+        ``zonelist`` order (the fallback list of a GFP_HIGHUSER_MOVABLE request).
+        Returns a bool frame mask of the allocated frames (:meth:`bulk_blocks` gives the
+        same frames as blocks, without taking them).  Simplification: the whole batch is
+        taken at once, from lists kept in ascending frame order.
+        """
+        blocks = self.bulk_blocks(npages, zonelist)
+        self.own()
+        taken = np.zeros(self.free.shape, dtype=bool)    # calloc: pages never written stay unmapped
+        lo, hi = len(taken), 0                     # [lo, hi): where the taken frames are
+        for starts, length in blocks:
+            if length & (length - 1) == 0:         # whole blocks of one order, aligned
+                view = taken[: len(taken) // length * length].reshape(-1, length)
+                view[starts // length] = True
+            else:
+                for st in starts.tolist():
+                    taken[st:st + length] = True
+            lo, hi = min(lo, int(starts[0])), max(hi, int(starts[-1]) + length)
         if lo < hi:
             free = self.free[lo:hi]
             np.greater(free, taken[lo:hi], out=free)        # free and not taken

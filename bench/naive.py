@@ -74,6 +74,7 @@ def naive_bulk_stage(migration):
     elapsed = slice_s = 0.0
     nbytes = 0
     last_block = None
+    zero = mem.zero                            # one array for the whole loop (it is computed)
     for page in range(m.total_pages):
         if not bmap[page]:
             continue
@@ -81,7 +82,7 @@ def naive_bulk_stage(migration):
         if page < ram_pages:
             for ra, rb, pa in segs:
                 if ra <= page < rb:
-                    is_zero = bool(mem.zero[pa + page - ra])
+                    is_zero = bool(zero[pa + page - ra])
                     break
             block = "pc.ram"
         else:

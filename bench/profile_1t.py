@@ -46,6 +46,7 @@ from kit.guest.buddy import BuddyAllocator  # noqa: E402
 from kit.guest.memory import GuestMemory  # noqa: E402
 from kit.memmap import pc_memory_map  # noqa: E402
 from kit.migration import Migration  # noqa: E402
+from kit.modes import RFC  # noqa: E402
 from kit.scenario import Scenario, build as build_migration  # noqa: E402
 
 MiB = 1 << 20
@@ -138,9 +139,9 @@ def mem(args):
                          (GuestMemory, ("write", "present_mask")),
                          (Guest, ("build_free_page_bitmap",)),
                          (Migration, ("_do_ram_save_setup", "_do_memory_global_dirty_log_start",
-                                      "_do_balloon_get_free_pages", "_do_wait_free_pages",
-                                      "_do_filter_out_guest_free_pages", "migration_bitmap_sync",
-                                      "_send", "_migration_completion"))):
+                                      "migration_bitmap_sync", "_send", "_migration_completion")),
+                         (RFC, ("do_balloon_get_free_pages", "do_wait_free_pages",
+                                "do_filter_out_guest_free_pages"))):
         for name in names:
             tr.wrap(owner, name)
     tracemalloc.start()
@@ -160,7 +161,7 @@ def mem(args):
         print(f"{label:50s} {r['calls']:5d} {r['start'] / MiB:11.0f} MiB {r['extra'] / MiB:9.0f} MiB "
               f"{r['peak'] / MiB:6.0f} MiB")
     print("arrays alive after the migration:")
-    arrays = {"guest.memory.zero": guest.memory.zero, "guest.memory.version": guest.memory.version,
+    arrays = {"guest.memory.zeroed": guest.memory.zeroed, "guest.memory.version": guest.memory.version,
               "guest.buddy.free": guest.buddy.free, "migration.bmap": m.bmap,
               "migration.free_pages_bmap": m.free_pages_bmap, "guest.working_set": guest.working_set}
     for k, a in arrays.items():
@@ -195,7 +196,7 @@ def send(args):
         return out
 
     idx = t("idx = flatnonzero(bmap[a:b])", lambda: np.flatnonzero(m.bmap[a:b]))
-    zero = t("zero = memory.zero[pa - ra + a + idx]", lambda: guest.memory.zero[pa - ra + a + idx])
+    zero = t("zero = memory.zero_of(pa - ra + a + idx)", lambda: guest.memory.zero_of(pa - ra + a + idx))
     nbytes = t("nbytes = where(zero, 9, 4104)",
                lambda: np.where(zero, kmig.ZERO_PAGE_BYTES, kmig.NORMAL_PAGE_BYTES))
     cum_bytes = t("cum_bytes = used + cumsum(nbytes)", lambda: 0 + np.cumsum(nbytes))

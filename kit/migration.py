@@ -473,9 +473,9 @@ class Migration:
             if pa is None:
                 zero = np.ones(len(idx), bool)
             elif dense:
-                zero = self.guest.memory.zero[pa - ra + a:pa - ra + b]
+                zero = self.guest.memory.zero_of(slice(pa - ra + a, pa - ra + b))
             else:
-                zero = self.guest.memory.zero[pa - ra + a + idx]
+                zero = self.guest.memory.zero_of(pa - ra + a + idx)
             extra = 1 + len(block.idstr) if block is not self.last_sent_block else 0
             n = len(idx)
             nz_all = int(np.count_nonzero(zero))

@@ -84,8 +84,7 @@ def report_free_pages(guest: Guest) -> FreePageReporting:
     order10 = int(np.count_nonzero(pairs.all(axis=1)))
     order9 = int(np.count_nonzero(whole)) - 2 * order10
     entries = order10 + order9
-    mem.own("zero")
-    np.logical_or(mem.zero, discarded, out=mem.zero)
+    mem.set_zero(discarded)
     return FreePageReporting(discarded=discarded, reported_blocks=entries,
                              reported_pages=int(np.count_nonzero(discarded)),
                              reports=-(-entries // PAGE_REPORTING_CAPACITY), zones_skipped=skipped)

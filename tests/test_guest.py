@@ -170,3 +170,23 @@ def test_bulk_blocks_are_the_frames_alloc_pages_bulk_takes(npages):
     taken = g.buddy.alloc_pages_bulk(npages)
     assert np.array_equal(taken, want) and np.count_nonzero(taken) == npages
     assert np.array_equal(g.buddy.free, free_before & ~taken)
+
+
+def test_a_page_reads_zero_until_data_is_written_and_again_after_zeros():
+    g = small("64M")
+    mem = g.memory
+    f = np.flatnonzero(g.buddy.free)[:6]
+    assert mem.zero[f].all() and mem.zero_of(f).all()          # never written
+    mem.write(f)
+    assert not mem.zero[f].any() and mem.zeroed is None          # data only: nothing stored for zero
+    mem.write(f[:2], zero=True)                                  # cleared by the guest
+    assert mem.zero[f].tolist() == [True, True, False, False, False, False]
+    assert np.array_equal(mem.zero_of(slice(int(f[0]), int(f[0]) + 1)), [True])
+    mem.write(f[:1])                                             # data again
+    mem.device_write(f[1:2])                                     # a device's data
+    assert not mem.zero[f].any()
+    mask = np.zeros(mem.nframes, bool)
+    mask[f[3:5]] = True
+    mem.set_zero(mask)                                           # the host discarded them
+    assert mem.zero[f].tolist() == [False, False, False, True, True, False]
+    assert (mem.version[f] > 0).all()                            # discarding keeps the versions

@@ -149,9 +149,8 @@ class Guest:
         want = max(0, self.mm.ram_pages - int(target_bytes) // 4096)
         n = min(want, self.buddy.nr_free_pages)
         mask = self.buddy.alloc_pages_bulk(n)
-        self.memory.own("zero", "version")
-        np.logical_or(self.memory.zero, mask, out=self.memory.zero)
-        self.memory.version[mask] = 0
+        self.memory.own("version")
+        self.memory.version[mask] = 0                  # never backed: reads zero
         self.balloon_frames = mask if self.balloon_frames is None else self.balloon_frames | mask
         return mask
 

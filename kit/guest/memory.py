@@ -9,12 +9,16 @@ pc.ram); :meth:`GuestMemory.ram_segments` gives them.
 
 Each page carries:
 
-* ``zero``    - whether its content is all zero bytes (what ``is_zero_range``
-  would find); it decides 9 bytes versus 4104 bytes on the wire;
 * ``version`` - a counter bumped on every write, so a destination copy can be
   checked page by page.  It is 16 bits wide to keep a 1 TiB guest within
   memory; two versions that differ by exactly a multiple of 65536 writes would
-  look equal (the model never comes near that).
+  look equal (the model never comes near that);
+* ``zero``    - whether its content is all zero bytes (what ``is_zero_range``
+  would find); it decides 9 bytes versus 4104 bytes on the wire.  It is not
+  stored: a page reads zero if it was never written (version 0) or if zeros
+  are what it last got (``zeroed``: written with zeros, or discarded by the
+  host).  So a guest whose pages are written only with data (the common case)
+  needs no per-frame array for it.
 
 Writes come from two kinds of writer.  A vCPU write (:meth:`GuestMemory.write`) goes
 into KVM's dirty log.  A device write (:meth:`GuestMemory.device_write`: DMA by a
@@ -125,15 +129,15 @@ class GuestMemory:
         self.mm = mm
         nframes = -(-mm.max_pfn // MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES
         self.nframes = nframes
-        self.zero = np.ones(nframes, dtype=bool)
         self.version = np.zeros(nframes, dtype=VERSION_DTYPE)
+        self.zeroed = None               # frames whose last content is zeros although written (made on first use)
         self.dirty_log = DirtyLog(nframes)
         self.device_log = DirtyLog(nframes)  # device writes since the migration last took them
         self.device_written = None       # frames a device ever wrote (bool mask, made on first use)
         self.writes = 0                  # pages written, for statistics
 
     # -- sharing with copies ---------------------------------------------------
-    PAGE_ARRAYS = ("zero", "version", "device_written")
+    PAGE_ARRAYS = ("zeroed", "version", "device_written")
 
     def page_arrays(self) -> list:
         """The per-frame arrays (what :meth:`kit.guest.Guest.copy` shares until one side writes)."""
@@ -146,6 +150,42 @@ class GuestMemory:
             a = getattr(self, name)
             if a is not None and not a.flags.writeable:
                 setattr(self, name, a.copy())
+
+    # -- which pages read zero --------------------------------------------------
+    @property
+    def zero(self) -> np.ndarray:
+        """Per frame, whether the page reads as all zero bytes (a new array each time)."""
+        return self.zero_of(slice(None))
+
+    def zero_of(self, frames) -> np.ndarray:
+        """:attr:`zero` of the given frames only (a slice or an index array)."""
+        z = self.version[frames] == 0
+        if self.zeroed is not None:
+            z |= self.zeroed[frames]
+        return z
+
+    def set_zero(self, frames) -> None:
+        """The given frames (slice, index array or bool mask) now read zero (their version
+        is left alone): the host discarded them, or a write put zeros there."""
+        self.own("zeroed")
+        if self.zeroed is None:
+            self.zeroed = np.zeros(self.nframes, dtype=bool)
+        if isinstance(frames, np.ndarray) and frames.dtype == bool:
+            lo, hi = mask_span(frames)
+            np.logical_or(self.zeroed[lo:hi], frames[lo:hi], out=self.zeroed[lo:hi])
+        else:
+            self.zeroed[frames] = True
+
+    def _clear_zeroed(self, frames) -> None:
+        """The given frames got data: they no longer read zero."""
+        if self.zeroed is None:
+            return
+        self.own("zeroed")
+        if isinstance(frames, np.ndarray) and frames.dtype == bool:
+            lo, hi = mask_span(frames)
+            np.greater(self.zeroed[lo:hi], frames[lo:hi], out=self.zeroed[lo:hi])   # zeroed and not written
+        else:
+            self.zeroed[frames] = False
 
     # -- layout ---------------------------------------------------------------
     def pfn_ranges(self):
@@ -219,19 +259,18 @@ class GuestMemory:
         ok, n = self._check_ram(frames)
         if not ok:
             raise KitError("guest wrote a frame that is not RAM (in the PCI hole or beyond)")
-        self.own("version", "zero")
+        self.own("version")
         if isinstance(frames, np.ndarray) and frames.dtype == bool:
-            # ufuncs over the mask's span: several times faster than masked assignment at 1 TiB
+            # a ufunc over the mask's span: several times faster than masked assignment at 1 TiB
             lo, hi = mask_span(frames)
-            m, version, zeros = frames[lo:hi], self.version[lo:hi], self.zero[lo:hi]
-            np.add(version, m, out=version, casting="unsafe")
-            if zero:
-                np.logical_or(zeros, m, out=zeros)
-            else:
-                np.greater(zeros, m, out=zeros)       # zero and not written
+            version = self.version[lo:hi]
+            np.add(version, frames[lo:hi], out=version, casting="unsafe")
         else:
             self.version[frames] += VERSION_DTYPE(1)
-            self.zero[frames] = zero
+        if zero:
+            self.set_zero(frames)
+        else:
+            self._clear_zeroed(frames)
         if self.dirty_log.enabled:
             self.dirty_log.mark(frames)
         self.writes += n
@@ -249,7 +288,7 @@ class GuestMemory:
             raise KitError("a device wrote a frame that is not RAM (in the PCI hole or beyond)")
         self.own()
         self.version[frames] += VERSION_DTYPE(1)
-        self.zero[frames] = False
+        self._clear_zeroed(frames)
         if self.device_written is None:
             self.device_written = np.zeros(self.nframes, bool)
         self.device_written[frames] = True

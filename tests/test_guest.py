@@ -190,3 +190,5 @@ def test_a_page_reads_zero_until_data_is_written_and_again_after_zeros():
     mem.set_zero(mask)                                           # the host discarded them
     assert mem.zero[f].tolist() == [False, False, False, True, True, False]
     assert (mem.version[f] > 0).all()                            # discarding keeps the versions
+    with pytest.raises(ValueError, match="read-only"):
+        mem.zero[f[0]] = True                # computed: a write there would be lost, so it raises

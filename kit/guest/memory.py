@@ -18,7 +18,8 @@ Each page carries:
   stored: a page reads zero if it was never written (version 0) or if zeros
   are what it last got (``zeroed``: written with zeros, or discarded by the
   host).  So a guest whose pages are written only with data (the common case)
-  needs no per-frame array for it.
+  needs no per-frame array for it.  (A page written a multiple of 65536 times
+  would read zero; as above, the model never comes near that.)
 
 Writes come from two kinds of writer.  A vCPU write (:meth:`GuestMemory.write`) goes
 into KVM's dirty log.  A device write (:meth:`GuestMemory.device_write`: DMA by a
@@ -154,8 +155,11 @@ class GuestMemory:
     # -- which pages read zero --------------------------------------------------
     @property
     def zero(self) -> np.ndarray:
-        """Per frame, whether the page reads as all zero bytes (a new array each time)."""
-        return self.zero_of(slice(None))
+        """Per frame, whether the page reads as all zero bytes: a new, read-only array each
+        time (write pages with :meth:`write`, or mark them with :meth:`set_zero`)."""
+        z = self.zero_of(slice(None))
+        z.flags.writeable = False
+        return z
 
     def zero_of(self, frames) -> np.ndarray:
         """:attr:`zero` of the given frames only (a slice or an index array)."""

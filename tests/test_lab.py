@@ -468,3 +468,24 @@ def test_matrix_pauses_between_runs_and_records_it(monkeypatch):
     assert [r["pause-before-s"] for r in rows] == [0.0, 30.0, 30.0, 30.0]
     with pytest.raises(KitError, match="--pause"):
         ex.run_matrix(rams=("1G",), workloads=("hog",), pause_s=-1)
+
+
+def test_the_destination_is_given_time_to_finish_loading():
+    """The source reports completion before the destination has left "inmigrate"."""
+    from kit.lab.experiment import destination_status_after_load
+
+    class FakeQMP:
+        def __init__(self, states):
+            self.states = list(states)
+
+        def execute(self, cmd):
+            assert cmd == "query-status"
+            return {"status": self.states.pop(0) if len(self.states) > 1 else self.states[0]}
+
+    class FakeDst:
+        def __init__(self, states):
+            self.qmp = FakeQMP(states)
+
+    assert destination_status_after_load(FakeDst(["inmigrate"] * 3 + ["running"]), poll_s=0) == "running"
+    assert destination_status_after_load(FakeDst(["paused"]), poll_s=0) == "paused"     # -S: no wait
+    assert destination_status_after_load(FakeDst(["inmigrate"]), timeout_s=0.05, poll_s=0.01) == "inmigrate"

@@ -228,6 +228,23 @@ def run_experiment(cfg: LabConfig, log=lambda msg: None, guest=None, progress=No
     return row
 
 
+LOAD_WAIT_S = 30.0
+
+
+def destination_status_after_load(dst, timeout_s: float = LOAD_WAIT_S, poll_s: float = 0.05) -> str:
+    """The destination's run state once it has left "inmigrate", or "inmigrate" after ``timeout_s``.
+
+    The source reports "completed" when it has sent the whole stream; the destination loads the
+    last of it (the device state) and only then changes state, a moment later and later still on
+    a busy host.  So a check made the moment the source completes can still see "inmigrate"."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = dst.qmp.execute("query-status").get("status")
+        if status != "inmigrate" or time.monotonic() > deadline:
+            return status
+        time.sleep(poll_s)
+
+
 def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp, progress):
     row["stage"] = "boot"
     progress("boot", None)
@@ -303,11 +320,8 @@ def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp, progress):
         # single guest instruction, and against the paused source, then let it go.
         from .verify import diff_source_destination, verify_destination
         row["stage"] = "verify"
-        deadline = time.monotonic() + 30
-        while dst.qmp.execute("query-status").get("status") == "inmigrate":
-            if time.monotonic() > deadline:
-                raise LabError("the destination was still loading 30 s after the source completed")
-            time.sleep(0.05)
+        if destination_status_after_load(dst) == "inmigrate":
+            raise LabError(f"the destination was still loading {LOAD_WAIT_S:g} s after the source completed")
         row["verify"] = verify_destination(dst, ram_mib, tmp, log=log, machine=cfg.machine)
         diff = row["src-dst-diff"] = diff_source_destination(src, dst, ram_mib, tmp, machine=cfg.machine,
                                                              hint=cfg.free_page_hint)
@@ -323,7 +337,7 @@ def _run(cfg, ram_mib, ram_kib, src, dst, row, log, tmp, progress):
     row["stage"] = "destination-health"
     progress("destination-health", None)
     health = row.setdefault("destination", {})
-    health["status"] = dst.qmp.execute("query-status").get("status")
+    health["status"] = destination_status_after_load(dst)
     if health["status"] != "running":
         raise LabError(f"destination is {health['status']!r} after switch-over, not running")
     m = dst.wait_console(r"KIT-HB (\d+)", cfg.health_timeout_s, "heartbeat after switch-over")

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,12 +66,16 @@ def _wait_gone(mark, timeout):
 class Run:
     """A child pytest on sigterm_child.py holding ``case``, with its own marker."""
 
-    def __init__(self, tmp_path, case, wrap=None):
+    def __init__(self, tmp_path, case, wrap=None, tmpdir=None):
         self.mark = f"kit-sigterm-{secrets.token_hex(8)}"
         self.ready = tmp_path / "ready.json"
         self.log = tmp_path / "child.log"
         env = dict(os.environ, KIT_SIGTERM_CASE=case, KIT_SIGTERM_READY=str(self.ready),
                    BROWSER_ARTIFACTS=str(tmp_path / "artifacts"), PYTHONUNBUFFERED="1")
+        if tmpdir is not None:
+            # the child's own temp folders (the root conftest's IPython dir, ...): a child
+            # ended by SIGKILL cannot remove them, so they go where the fixture removes them
+            env["TMPDIR"] = str(tmpdir)
         env[MARK] = self.mark
         # without nbval and hypothesis, which it does not use: importing them takes
         # seconds (nbformat -> jsonschema -> rfc3987_syntax builds lark grammars)
@@ -119,14 +124,18 @@ class Run:
 @pytest.fixture
 def run(tmp_path):
     runs = []
+    tmpdir = tempfile.mkdtemp(prefix="kit-sig-")     # short: QMP's unix sockets live below it
 
     def start(case, wrap=None):
-        runs.append(Run(tmp_path, case, wrap))
+        runs.append(Run(tmp_path, case, wrap, tmpdir=tmpdir))
         return runs[-1]
 
-    yield start
-    for r in runs:
-        r.kill_all()
+    try:
+        yield start
+    finally:
+        for r in runs:
+            r.kill_all()
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 @pytest.mark.parametrize("case", QEMU_CASES)

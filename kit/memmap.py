@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .bitmap import bitmap_bytes
 from .errors import BitmapLengthError, MachineError, SizeError
 from .units import (GiB, MAX_PHYS_BYTES, TARGET_PAGE_BITS, TARGET_PAGE_SIZE, format_size,
                     parse_ram_size, parse_size)
@@ -334,7 +335,6 @@ def shift_pfn_bitmap_packed(mm: PCMemoryMap, pfn_bits, low_mem=None, *, chunk=1 
 
     Returns ``uint8`` bytes in the guest's layout (:mod:`kit.bitmap`): page ``i`` is bit
     ``i % 8`` of byte ``i // 8``, padded with zero bits to whole 64-bit words."""
-    from .bitmap import bitmap_bytes
     if chunk <= 0 or chunk % 8:
         raise ValueError(f"shift_pfn_bitmap_packed: chunk must be a positive multiple of 8, got {chunk}")
     bits, shift = _shift_args(mm, pfn_bits, low_mem)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import KitError
-from .memory import MAX_ORDER, MAX_ORDER_NR_PAGES, GuestMemory, mask_span, sorted_unique
+from .memory import MAX_ORDER, MAX_ORDER_NR_PAGES, GuestMemory, mask_span, own_arrays, sorted_unique
 
 ZONE_NAMES = ("DMA", "DMA32", "Normal")
 _PFN_16M = (16 << 20) >> 12
@@ -90,10 +90,7 @@ class BuddyAllocator:
 
     def own(self) -> None:
         """Before changing the free lists: take a copy of arrays shared with a copy (read-only)."""
-        for name in self.PAGE_ARRAYS:
-            a = getattr(self, name)
-            if not a.flags.writeable:
-                setattr(self, name, a.copy())
+        own_arrays(self, self.PAGE_ARRAYS)
 
     # -- views ------------------------------------------------------------------
     @property

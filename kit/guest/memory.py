@@ -73,6 +73,15 @@ def mask_span(mask: np.ndarray) -> tuple[int, int]:
     return lo, hi - int(tail[::-1].argmax())
 
 
+def own_arrays(obj, names) -> None:
+    """For each named array attribute of ``obj`` that is shared with a copy (read-only), give
+    ``obj`` a writable copy of its own (``None`` attributes are left alone)."""
+    for name in names:
+        a = getattr(obj, name)
+        if a is not None and not a.flags.writeable:
+            setattr(obj, name, a.copy())
+
+
 class DirtyLog:
     """KVM's dirty log: which guest frames were written since QEMU last fetched it.
 
@@ -147,10 +156,7 @@ class GuestMemory:
     def own(self, *names) -> None:
         """Before writing an array in place: if it is shared with a copy (read-only), take a
         copy of it for this guest alone.  With no names, every per-frame array."""
-        for name in names or self.PAGE_ARRAYS:
-            a = getattr(self, name)
-            if a is not None and not a.flags.writeable:
-                setattr(self, name, a.copy())
+        own_arrays(self, names or self.PAGE_ARRAYS)
 
     # -- which pages read zero --------------------------------------------------
     @property
@@ -171,25 +177,25 @@ class GuestMemory:
     def set_zero(self, frames) -> None:
         """The given frames (slice, index array or bool mask) now read zero (their version
         is left alone): the host discarded them, or a write put zeros there."""
-        self.own("zeroed")
         if self.zeroed is None:
             self.zeroed = np.zeros(self.nframes, dtype=bool)
-        if isinstance(frames, np.ndarray) and frames.dtype == bool:
-            lo, hi = mask_span(frames)
-            np.logical_or(self.zeroed[lo:hi], frames[lo:hi], out=self.zeroed[lo:hi])
-        else:
-            self.zeroed[frames] = True
+        self._mark_zeroed(frames, True)
 
-    def _clear_zeroed(self, frames) -> None:
-        """The given frames got data: they no longer read zero."""
+    def _mark_zeroed(self, frames, value: bool) -> None:
+        """Set ``zeroed`` of the given frames to ``value`` (False: they got data); nothing to
+        do for False while no page has been zeroed."""
         if self.zeroed is None:
             return
         self.own("zeroed")
         if isinstance(frames, np.ndarray) and frames.dtype == bool:
             lo, hi = mask_span(frames)
-            np.greater(self.zeroed[lo:hi], frames[lo:hi], out=self.zeroed[lo:hi])   # zeroed and not written
+            z, m = self.zeroed[lo:hi], frames[lo:hi]
+            if value:
+                np.logical_or(z, m, out=z)
+            else:
+                np.greater(z, m, out=z)               # zeroed and not written
         else:
-            self.zeroed[frames] = False
+            self.zeroed[frames] = value
 
     # -- layout ---------------------------------------------------------------
     def pfn_ranges(self):
@@ -274,7 +280,7 @@ class GuestMemory:
         if zero:
             self.set_zero(frames)
         else:
-            self._clear_zeroed(frames)
+            self._mark_zeroed(frames, False)
         if self.dirty_log.enabled:
             self.dirty_log.mark(frames)
         self.writes += n
@@ -292,7 +298,7 @@ class GuestMemory:
             raise KitError("a device wrote a frame that is not RAM (in the PCI hole or beyond)")
         self.own()
         self.version[frames] += VERSION_DTYPE(1)
-        self._clear_zeroed(frames)
+        self._mark_zeroed(frames, False)
         if self.device_written is None:
             self.device_written = np.zeros(self.nframes, bool)
         self.device_written[frames] = True
